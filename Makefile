@@ -1,0 +1,55 @@
+# Lastmile. `make run` starts the product on embedded defaults; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS_HASH := $(shell (cat pyproject.toml; echo $(PYTHON)) | sha1sum | cut -c1-12)
+RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
+DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help run test bench lint format services browser vendor clean
+
+help:
+	@echo "make run    - start Lastmile (SQLite, local SMTP catcher, embedded queue)"
+	@echo "make test   - run the whole test suite against PostgreSQL and Redis"
+	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make lint   - ruff check"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(PY) -m flask --app app dev
+
+services:
+	@scripts/ensure-services.sh
+
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "FATAL: could not install chromium"; exit 1; }; }
+
+test: $(DEV_STAMP) services browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench: $(DEV_STAMP) services
+	$(PY) bench/run_all.py
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) instance test-artifacts

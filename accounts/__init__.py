@@ -1,0 +1,1 @@
+"""Brand, partners, users, roles and authentication."""

@@ -1,0 +1,84 @@
+"""Authentication and authorization in one place: who is calling, may they, is it theirs.
+
+API calls authenticate with `Authorization: Bearer <token>`; the web UI with a login
+session. Every route declares its roles with `@require_roles`, and every partner-scoped
+object goes through `visible()` (a foreign id answers 404, exactly like a missing one).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Flask, g, request, session
+
+from accounts.models import BRAND_ROLES, PARTNER_ROLES, ROLES, User
+from core.db import db
+from core.errors import Forbidden, NotFound, Unauthorized
+
+BRAND = BRAND_ROLES
+PARTNER = PARTNER_ROLES
+ANY = ROLES
+T = TypeVar("T")
+
+
+def current_user() -> User | None:
+    """Return the authenticated user of this request, or None."""
+    if "user" in g:
+        return g.user
+    from accounts.services import user_for_token
+
+    user = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        user = user_for_token(header[7:].strip())
+    elif not request.path.startswith("/api/") and session.get("uid"):
+        # Sessions authenticate only the web UI, whose forms carry CSRF tokens.
+        user = db.session.get(User, session["uid"])
+    g.user = user
+    return user
+
+
+def require_roles(*roles: str) -> Callable:
+    """Decorate a view: 401 without a valid identity, 403 for a role not in `roles`."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                raise Unauthorized("A valid bearer token is required.")
+            if user.role not in roles:
+                raise Forbidden(f"The {user.role} role may not do this.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def partner_scope() -> int | None:
+    """Return the caller's partner id (partner roles) or None (brand roles see all partners)."""
+    user = current_user()
+    if user is None:
+        raise Unauthorized("A valid bearer token is required.")
+    return user.partner_id if user.role in PARTNER_ROLES else None
+
+
+def visible(obj: T | None, what: str = "Not found") -> T:
+    """Return `obj` if the caller may see it; otherwise 404 as if it did not exist."""
+    if obj is None:
+        raise NotFound(f"{what} not found.")
+    scope = partner_scope()
+    if scope is not None and getattr(obj, "partner_id", None) != scope:
+        raise NotFound(f"{what} not found.")
+    return obj
+
+
+def init_app(app: Flask) -> None:
+    """Drop the per-request user cache when the request ends."""
+
+    @app.teardown_request
+    def _forget(_exc):
+        g.pop("user", None)

@@ -1,0 +1,1 @@
+"""Contacts, suppression, campaigns, members, approvals, quick send, the sends ledger."""

@@ -1,0 +1,89 @@
+"""Small request-body validators shared by every routes module."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import request
+
+from core.errors import BadRequest, ValidationError
+
+
+def json_body() -> dict:
+    """Return the request's JSON object or raise 400 with a clear message."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("Request body must be valid JSON.")
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return data
+
+
+class Fields:
+    """Collect every field problem, then raise one 422 listing them all."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.problems: dict[str, str] = {}
+
+    def text(self, name: str, *, required: bool = True, max_length: int = 200,
+             default: str | None = None) -> str | None:
+        value = self.data.get(name, default)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.problems[name] = "is required"
+            return default
+        if not isinstance(value, str):
+            self.problems[name] = "must be a string"
+            return default
+        value = value.strip()
+        if len(value) > max_length:
+            self.problems[name] = f"must be at most {max_length} characters"
+        if "\r" in value or "\n" in value:
+            self.problems[name] = "must be a single line"
+        return value
+
+    def url(self, name: str, *, required: bool = False) -> str | None:
+        value = self.text(name, required=required, max_length=2000)
+        if value and not is_http_url(value):
+            self.problems[name] = "must be an http(s) URL"
+        return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            self.problems[name] = "must be true or false"
+            return default
+        return value
+
+    def str_list(self, name: str, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.problems[name] = "must be a list of non-empty strings"
+            return []
+        return value
+
+    def check(self, message: str = "Some fields are invalid.") -> None:
+        if self.problems:
+            raise ValidationError(message, self.problems)
+
+
+def is_http_url(value: str) -> bool:
+    """Tell whether `value` is an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
+    """Return (page, per_page) from the query string, 1-based, clamped."""
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+        per_page = min(max_size, max(1, int(request.args.get("per_page", default_size))))
+    except ValueError as exc:
+        raise BadRequest("page and per_page must be whole numbers.") from exc
+    return page, per_page

@@ -1,0 +1,1 @@
+"""Brand-authored templates (MJML + slot schema, immutable versions), journeys and the catalog."""

@@ -1,0 +1,5 @@
+"""HTTP routes of the journeys package."""
+
+from flask import Blueprint
+
+bp = Blueprint("journeys", __name__)

@@ -1,0 +1,1 @@
+"""Slot validation, sandboxed rendering, the compile-once pipeline, previews, brand-lock proof."""

@@ -1,0 +1,1 @@
+"""Signed tracking tokens, the public /t and /u endpoints, event ingest and analytics."""

@@ -1,0 +1,61 @@
+"""Signed tracking tokens: a token names a send (and, for clicks, a link index) and nothing else.
+
+A click token carries the index of the link in the published version's link list, never a
+URL, so nothing in a tracking URL can choose a redirect target. Each purpose signs with its
+own key derived from SECRET_KEY, so an open token can never be replayed as an unsubscribe.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import struct
+
+PURPOSES = ("open", "click", "unsubscribe")
+_MAC_BYTES = 12  # 96-bit tag: unguessable, and keeps URLs short
+
+
+@functools.lru_cache(maxsize=16)
+def _key(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), b"lastmile/token/" + purpose.encode(), hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def make_token(secret: str, purpose: str, send_id: int, link_index: int | None = None) -> str:
+    """Return a URL-safe signed token for `purpose` naming `send_id` (and `link_index`)."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    payload = struct.pack(">Q", send_id)
+    if purpose == "click":
+        payload += struct.pack(">H", link_index if link_index is not None else 0)
+    tag = hmac.new(_key(secret, purpose), payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return _b64(payload + tag)
+
+
+def read_token(secret: str, purpose: str, token: str) -> tuple[int, int | None] | None:
+    """Return (send_id, link_index) if `token` verifies for `purpose`, else None."""
+    if purpose not in PURPOSES or not token or len(token) > 64:
+        return None
+    try:
+        raw = _unb64(token)
+    except (ValueError, TypeError):
+        return None
+    size = 10 if purpose == "click" else 8
+    if len(raw) != size + _MAC_BYTES:
+        return None
+    payload, tag = raw[:size], raw[size:]
+    expected = hmac.new(_key(secret, purpose), payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    if not hmac.compare_digest(tag, expected):
+        return None
+    send_id = struct.unpack(">Q", payload[:8])[0]
+    link_index = struct.unpack(">H", payload[8:])[0] if purpose == "click" else None
+    return send_id, link_index

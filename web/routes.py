@@ -1,0 +1,5 @@
+"""HTTP routes of the web package."""
+
+from flask import Blueprint
+
+bp = Blueprint("web", __name__)
