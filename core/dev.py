@@ -1,0 +1,149 @@
+"""`flask demo seed` and `flask dev`: the embedded-defaults demo that `make run` starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+DEMO_PASSWORD = "lastmile-demo"  # noqa: S105 (demo data, printed on purpose)
+demo_cli = AppGroup("demo", help="Demo data for trying Lastmile.")
+
+
+def seed_demo() -> list[tuple[str, str, str]]:
+    """Create the demo brand users, partners, templates, journeys and contacts; return logins.
+
+    Idempotent: existing users keep their data and get a fresh API token.
+    """
+    from accounts import services as accounts
+    from accounts.models import Partner, User
+    from campaigns.models import Contact
+    from core.db import db
+    from journeys import services as journeys
+    from journeys.cli import import_starters
+    from journeys.models import Journey
+
+    partners = {}
+    for name, tier, region, site in (
+        ("Northside Advisors", "gold", "north", "https://northside.example"),
+        ("Harbor Financial", "silver", "south", "https://harbor.example"),
+    ):
+        partner = db.session.scalar(select(Partner).where(Partner.name == name))
+        if partner is None:
+            partner = accounts.create_partner(name=name, tier=tier, region=region, website=site,
+                                              phone="555-0100", address=f"1 {region.title()} St")
+        partners[name] = partner
+
+    logins = []
+    for email, role, partner_name in (
+        ("admin@brand.example", "brand_admin", None),
+        ("marketer@brand.example", "brand_marketer", None),
+        ("ann@northside.example", "partner_admin", "Northside Advisors"),
+        ("ned@northside.example", "partner_user", "Northside Advisors"),
+        ("hal@harbor.example", "partner_user", "Harbor Financial"),
+    ):
+        user = db.session.scalar(select(User).where(User.email == email))
+        partner_id = partners[partner_name].id if partner_name else None
+        if user is None:
+            user, token = accounts.create_user(email, role, partner_id, password=DEMO_PASSWORD)
+        else:
+            token = accounts.issue_token(user.id)
+        logins.append((email, role, token))
+
+    ids = import_starters(publish=True)
+    if not db.session.scalar(select(Journey).limit(1)):
+        welcome = journeys.create_journey(
+            name="Welcome series", category="Onboarding",
+            description="Greets a new client, follows up three days later if they engaged.",
+            steps=[{"template_id": ids["welcome"], "delay_hours": 0, "when": "always"},
+                   {"template_id": ids["meeting_followup"], "delay_hours": 72, "when": "opened"}],
+        )
+        journeys.publish_journey(welcome.id)
+        thanks = journeys.create_journey(
+            name="Client appreciation", category="Relationship", tiers=["gold"],
+            description="A one-off thank-you note; gold partners can quick-send it.",
+            quick_send=True, requires_approval=False,
+            steps=[{"template_id": ids["thank_you"], "delay_hours": 0, "when": "always"}],
+        )
+        journeys.publish_journey(thanks.id)
+        offer = journeys.create_journey(
+            name="Seasonal offer", category="Promotion", requires_approval=True,
+            description="A promotion with a brand-approved offer; launches after brand review.",
+            steps=[{"template_id": ids["offer"], "delay_hours": 0, "when": "always"}],
+        )
+        journeys.publish_journey(offer.id)
+
+    for partner in partners.values():
+        if db.session.scalar(select(Contact).where(Contact.partner_id == partner.id).limit(1)):
+            continue
+        domain = partner.website.split("//")[1]
+        for first, last in (("Alex", "Rivera"), ("Blair", "Chen"), ("Casey", "Okafor"),
+                            ("Dana", "Novak"), ("Eli", "Moreau")):
+            db.session.add(Contact(partner_id=partner.id, email=f"{first.lower()}@client.{domain}",
+                                   first_name=first, last_name=last, consent=True, attributes={}))
+        db.session.commit()
+    return logins
+
+
+@demo_cli.command("seed")
+def seed_command() -> None:
+    """Create demo data (idempotent) and print logins with fresh API tokens."""
+    for email, role, token in seed_demo():
+        click.echo(f"{role:15} {email:28} password {DEMO_PASSWORD}  token {token}")
+
+
+@click.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-seed", is_flag=True, help="Do not create demo data.")
+def dev_command(host: str, port: int, no_seed: bool) -> None:
+    """Migrate, seed a demo, and run the web app, a worker and a local SMTP catcher."""
+    from core import migrate
+
+    migrate.upgrade()
+    logins = [] if no_seed else seed_demo()
+    env = dict(os.environ)
+    env.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    children = []
+    if current_app.config["DELIVERY_BACKEND"] == "smtp" and current_app.config["SMTP_HOST"] in (
+            "127.0.0.1", "localhost"):
+        children.append(subprocess.Popen(
+            [*flask, "smtp-catcher", "--port", str(current_app.config["SMTP_PORT"])], env=env))
+    children.append(subprocess.Popen([*flask, "worker"], env=env))
+    children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port),
+                                      "--no-reload"], env=env))
+    time.sleep(1.5)
+    url = f"http://{host}:{port}"
+    click.echo("")
+    click.echo(f"Lastmile is running at {url}")
+    click.echo(f"  database: {current_app.config['SQLALCHEMY_DATABASE_URI']}")
+    redis_url = current_app.config["REDIS_URL"]
+    click.echo(f"  queue: {'Redis ' + redis_url if redis_url else 'embedded (no Redis)'}")
+    click.echo(f"  outbox (caught mail): {url}/outbox")
+    for email, role, token in logins:
+        click.echo(f"  {role:15} {email:28} password {DEMO_PASSWORD}")
+        click.echo(f"  {'':15} API: curl -H 'Authorization: Bearer {token}' {url}/api/me")
+    click.echo("Press Ctrl-C to stop.")
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        click.echo("a component stopped; shutting down", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
