@@ -152,12 +152,18 @@ def _uri(field: str, value: str) -> str:
     return value
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends; CRLF, CR and LF in text all count as one break."""
+def _body(text: str, boundary: bytes) -> tuple[bytes, bytes]:
+    """Return (transfer encoding, CRLF body): 7bit when already safe, else quoted-printable.
+
+    Compiled templates are wrapped to short lines at publish, so most bodies are plain ASCII
+    that can go out as-is; encoding them would cost most of the build time for nothing.
+    """
     data = text.encode("utf-8")
-    if b"\r" in data:  # bytes.replace is ~15x faster than str.replace for these patterns
+    if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    if data.isascii() and max(map(len, data.split(b"\n"))) <= 998 and boundary not in data:
+        return b"7bit", data.replace(b"\n", b"\r\n")
+    return b"quoted-printable", binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
 
 
 def _format_date(date: datetime | None) -> str:
@@ -223,20 +229,25 @@ def build_message(
     boundary = ("=_lm" + secrets.token_hex(12)).encode("ascii")
     head.append(b"MIME-Version: 1.0\r\n")
     head.append(b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n')
-    # "=_" can never occur in quoted-printable output, so the boundary cannot clash with a body.
+    # "=_" can never occur in quoted-printable output, and a 7bit body is checked for the
+    # boundary, so the boundary cannot clash with a body.
+    text_cte, text_body = _body(_check_body("text", text), boundary)
+    html_cte, html_body = _body(_check_body("html", html), boundary)
     return b"".join(
         [
             *head,
             b"\r\n--",
             boundary,
-            b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            _qp(_check_body("text", text)),
+            b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: ",
+            text_cte,
+            b"\r\n\r\n",
+            text_body,
             b"\r\n--",
             boundary,
-            b"\r\nContent-Type: text/html; charset=utf-8\r\n"
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            _qp(_check_body("html", html)),
+            b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: ",
+            html_cte,
+            b"\r\n\r\n",
+            html_body,
             b"\r\n--",
             boundary,
             b"--\r\n",

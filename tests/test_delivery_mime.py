@@ -80,7 +80,8 @@ def test_headers_and_parts_round_trip():
     plain, html = list(msg.iter_parts())
     assert plain.get_content_type() == "text/plain"
     assert html.get_content_type() == "text/html"
-    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    # ASCII bodies with short lines go out as-is; anything else is quoted-printable.
+    assert plain["Content-Transfer-Encoding"] == "7bit"
     assert _body(plain) == "Hello Bob,\nsee you soon.\n"
     assert _body(html) == HTML
     assert msg.get_body(("html",)).get_content() == HTML
@@ -254,3 +255,13 @@ def test_round_trip_property(subject, name, text, html):
     plain, part = list(msg.iter_parts())
     normalized = text.replace("\r\n", "\n").replace("\r", "\n")
     assert _body(plain) == normalized
+
+
+def test_non_ascii_or_long_line_bodies_are_quoted_printable_and_read_back():
+    long_line = "<p>" + "x" * 1500 + "</p>"
+    data = build_message(**_kwargs(text="Grüße, Zoë\n", html=long_line))
+    _assert_wire_safe(data)
+    plain, html = list(_parse(data).iter_parts())
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html["Content-Transfer-Encoding"] == "quoted-printable"
+    assert _body(plain) == "Grüße, Zoë\n" and _body(html) == long_line
