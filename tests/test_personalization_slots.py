@@ -1,0 +1,118 @@
+"""Slot schemas and slot values: every constraint, every failing slot reported at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import SlotError
+from personalization.slots import HARD_MAX_LENGTH, clean_slot_values, validate_slot_schema
+
+SLOTS = [
+    {"name": "title", "type": "text", "label": "Title", "default": "Hello", "max_length": 20},
+    {"name": "body", "type": "richtext", "label": "Body", "default": "<p>Hi</p>"},
+    {"name": "cta", "type": "url", "label": "Link", "default": "https://acme.com/x",
+     "allowed_domains": ["acme.com"]},
+    {"name": "hero", "type": "image", "label": "Hero", "default": "https://cdn.acme.com/a.png"},
+    {"name": "tone", "type": "choice", "label": "Tone", "choices": ["warm", "formal"],
+     "default": "warm"},
+    {"name": "sign", "type": "text", "label": "Sign-off", "default": "", "required": True},
+]
+
+
+def schema() -> list[dict]:
+    normalized, problems = validate_slot_schema(SLOTS)
+    assert problems == {}
+    return normalized
+
+
+def test_valid_schema_is_normalized():
+    normalized = schema()
+    assert [s["name"] for s in normalized] == ["title", "body", "cta", "hero", "tone", "sign"]
+    assert normalized[0]["required"] is False and normalized[5]["required"] is True
+    assert normalized[2]["allowed_domains"] == ["acme.com"]
+
+
+@pytest.mark.parametrize(("slot", "key"), [
+    ({"name": "Bad Name", "type": "text", "label": "x", "default": ""}, "slots[0].name"),
+    ({"name": "x", "type": "video", "label": "x", "default": ""}, "slots.x.type"),
+    ({"name": "x", "type": "text", "label": "x", "default": "toolong", "max_length": 3},
+     "slots.x.default"),
+    ({"name": "x", "type": "choice", "label": "x", "default": "a"}, "slots.x.choices"),
+    ({"name": "x", "type": "choice", "label": "x", "choices": ["a"], "default": "b"},
+     "slots.x.default"),
+    ({"name": "x", "type": "url", "label": "x", "default": "javascript:alert(1)"},
+     "slots.x.default"),
+    ({"name": "x", "type": "url", "label": "x", "default": "https://evil.com/",
+      "allowed_domains": ["acme.com"]}, "slots.x.default"),
+    ({"name": "x", "type": "image", "label": "x", "default": "ftp://acme.com/a.png"},
+     "slots.x.default"),
+    ({"name": "x", "type": "text", "label": "x", "default": "", "max_length": 0},
+     "slots.x.max_length"),
+])
+def test_schema_problems_are_keyed_by_slot(slot, key):
+    _normalized, problems = validate_slot_schema([slot])
+    assert key in problems, problems
+
+
+def test_duplicate_names_are_a_problem():
+    slot = {"name": "x", "type": "text", "label": "x", "default": ""}
+    _normalized, problems = validate_slot_schema([slot, dict(slot)])
+    assert "duplicate" in problems["slots[1].name"]
+
+
+def test_missing_values_take_defaults_and_richtext_is_sanitized():
+    cleaned = clean_slot_values(schema(), {"sign": "Jane"})
+    assert cleaned["title"] == "Hello" and cleaned["tone"] == "warm" and cleaned["sign"] == "Jane"
+    assert cleaned["body"] == "<p>Hi</p>"
+
+
+def test_every_failing_slot_is_reported_at_once():
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {
+            "title": "x" * 21,
+            "cta": "https://evil.com/",
+            "hero": "javascript:alert(1)",
+            "tone": "angry",
+            "sign": "   ",
+            "nope": "y",
+            "body": 5,
+        })
+    fields = err.value.fields
+    assert set(fields) == {"title", "cta", "hero", "tone", "sign", "nope", "body"}
+    assert err.value.status == 422 and err.value.code == "invalid_slots"
+
+
+def test_subdomains_of_allowed_domains_pass_and_lookalikes_fail():
+    cleaned = clean_slot_values(schema(), {"cta": "https://shop.acme.com/a?b=1", "sign": "J"})
+    assert cleaned["cta"] == "https://shop.acme.com/a?b=1"
+    for bad in ("https://evilacme.com/", "https://acme.com.evil.net/", "https://u:p@acme.com/"):
+        with pytest.raises(SlotError) as err:
+            clean_slot_values(schema(), {"cta": bad, "sign": "J"})
+        assert "cta" in err.value.fields
+
+
+def test_line_breaks_allowed_in_text_not_in_single_line_types():
+    cleaned = clean_slot_values(schema(), {"title": "a\r\nb", "sign": "J"})
+    assert cleaned["title"] == "a\r\nb"
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"cta": "https://acme.com/\r\nX: y", "tone": "warm\n",
+                                     "sign": "J"})
+    assert set(err.value.fields) == {"cta", "tone"}
+
+
+def test_hard_cap_applies_without_max_length():
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"sign": "x" * (HARD_MAX_LENGTH + 1)})
+    assert "at most" in err.value.fields["sign"]
+
+
+def test_richtext_is_reduced_to_the_allow_list():
+    value = ('<p onclick="steal()">Hi <script>alert(1)</script><a href="javascript:x()">j</a>'
+             '<a href="https://acme.com/">ok</a><img src=x onerror=alert(1)><iframe></iframe>'
+             '<strong style="color:red">b</strong></p>')
+    cleaned = clean_slot_values(schema(), {"body": value, "sign": "J"})["body"]
+    assert "<script" not in cleaned and "alert(1)" not in cleaned
+    assert "onclick" not in cleaned and "onerror" not in cleaned and "<img" not in cleaned
+    assert "javascript:" not in cleaned and "style=" not in cleaned and "<iframe" not in cleaned
+    assert '<a href="https://acme.com/" rel="noopener noreferrer">ok</a>' in cleaned
+    assert "<strong>b</strong>" in cleaned
