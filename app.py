@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     from accounts import auth
     from accounts import cli as accounts_cli
