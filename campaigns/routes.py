@@ -1,5 +1,265 @@
-"""HTTP routes of the campaigns package."""
+"""HTTP API: contacts, campaigns, members, approvals, quick sends and messages."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from accounts.auth import ANY, BRAND, PARTNER, current_user, partner_scope, require_roles, visible
+from accounts.models import Partner
+from campaigns import contacts, services
+from campaigns.compose import SAMPLE_CONTACT, compose_message
+from campaigns.models import CAMPAIGN_STATUSES, Campaign
+from core.db import db
+from core.errors import BadRequest, NotFound, TooLarge, ValidationError
+from core.validate import json_body, page_args
 
 bp = Blueprint("campaigns", __name__)
+
+
+def _partner() -> Partner:
+    partner = db.session.get(Partner, partner_scope())
+    if partner is None:
+        raise NotFound("Partner not found.")
+    return partner
+
+
+# -------------------------------------------------------------------------------------- contacts
+
+
+def _contact(contact_id: int):
+    return visible(contacts.get_contact(contact_id), "Contact")
+
+
+@bp.post("/api/contacts")
+@require_roles(*PARTNER)
+def create_contact():
+    fields = contacts.clean_contact_fields(json_body(), partial=False)
+    contact = contacts.create_contact(partner_scope(), **fields)
+    return jsonify(contacts.contact_json(contact)), 201
+
+
+@bp.get("/api/contacts")
+@require_roles(*PARTNER)
+def list_contacts():
+    page, per_page = page_args()
+    rows, total = contacts.list_contacts(partner_scope(), request.args.get("q", ""), page,
+                                         per_page)
+    return jsonify({"items": [contacts.contact_json(c) for c in rows], "page": page,
+                    "per_page": per_page, "total": total})
+
+
+@bp.get("/api/contacts/<int:contact_id>")
+@require_roles(*PARTNER)
+def get_contact(contact_id: int):
+    return jsonify(contacts.contact_json(_contact(contact_id)))
+
+
+@bp.patch("/api/contacts/<int:contact_id>")
+@require_roles(*PARTNER)
+def update_contact(contact_id: int):
+    contact = _contact(contact_id)
+    fields = contacts.clean_contact_fields(json_body(), partial=True)
+    return jsonify(contacts.contact_json(contacts.update_contact(contact, **fields)))
+
+
+@bp.delete("/api/contacts/<int:contact_id>")
+@require_roles(*PARTNER)
+def delete_contact(contact_id: int):
+    contacts.delete_contact(_contact(contact_id))
+    return "", 204
+
+
+@bp.post("/api/contacts/import")
+@require_roles(*PARTNER)
+def import_contacts():
+    # Refuse an obviously oversized upload before the multipart parser spools it to disk.
+    if (request.content_length or 0) > contacts.MAX_IMPORT_BYTES + 1024 * 1024:
+        raise TooLarge(f"The file is larger than {contacts.MAX_IMPORT_BYTES // (1024 * 1024)} "
+                       "MB; split it into smaller files.")
+    if not (request.mimetype or "").startswith("multipart/form-data"):
+        raise BadRequest("Upload the CSV as multipart/form-data with a field named file.")
+    upload = request.files.get("file")
+    if upload is None:
+        raise ValidationError("No file was uploaded.", {"file": "is required"})
+    report = contacts.import_contacts(partner_scope(), upload.stream)
+    return jsonify(report.to_json())
+
+
+# ------------------------------------------------------------------------------------- campaigns
+
+
+def _campaign(campaign_id: int) -> Campaign:
+    return visible(services.get_campaign(campaign_id), "Campaign")
+
+
+def campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
+    """Serialize a campaign; `detail` adds member and message counts."""
+    out = {
+        "id": campaign.id, "partner_id": campaign.partner_id, "journey_id": campaign.journey_id,
+        "name": campaign.name, "kind": campaign.kind, "status": campaign.status,
+        "status_reason": campaign.status_reason, "slot_values": campaign.slot_values,
+        "sender": {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
+        "created_by": campaign.created_by, "approved_by": campaign.approved_by,
+        "launched_at": campaign.launched_at.isoformat() if campaign.launched_at else None,
+        "created_at": campaign.created_at.isoformat(),
+    }
+    if detail:
+        out["members"] = services.member_count(campaign.id)
+        out["messages"] = services.message_counts(campaign.id)
+    return out
+
+
+@bp.post("/api/campaigns")
+@require_roles(*PARTNER)
+def create_campaign():
+    campaign = services.create_campaign(_partner(), current_user(), json_body())
+    return jsonify(campaign_json(campaign)), 201
+
+
+@bp.get("/api/campaigns")
+@require_roles(*ANY)
+def list_campaigns():
+    page, per_page = page_args()
+    status = request.args.get("status") or None
+    if status is not None and status not in CAMPAIGN_STATUSES:
+        raise ValidationError("Unknown status filter.",
+                              {"status": "must be one of " + ", ".join(CAMPAIGN_STATUSES)})
+    rows, total = services.list_campaigns(partner_scope(), status, page, per_page)
+    return jsonify({"items": [campaign_json(c) for c in rows], "page": page,
+                    "per_page": per_page, "total": total})
+
+
+@bp.get("/api/campaigns/<int:campaign_id>")
+@require_roles(*ANY)
+def get_campaign(campaign_id: int):
+    return jsonify(campaign_json(_campaign(campaign_id), detail=True))
+
+
+@bp.patch("/api/campaigns/<int:campaign_id>")
+@require_roles(*PARTNER)
+def update_campaign(campaign_id: int):
+    campaign = services.update_campaign(_campaign(campaign_id), current_user(), json_body())
+    return jsonify(campaign_json(campaign))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/members")
+@require_roles(*PARTNER)
+def add_members(campaign_id: int):
+    campaign = _campaign(campaign_id)
+    data = json_body()
+    unknown = set(data) - {"contact_ids", "overrides"}
+    if unknown:
+        raise ValidationError("Members are invalid.",
+                              {k[:100]: "is not a members field" for k in unknown})
+    return jsonify(services.add_members(campaign, data.get("contact_ids"),
+                                        data.get("overrides")))
+
+
+@bp.delete("/api/campaigns/<int:campaign_id>/members/<int:contact_id>")
+@require_roles(*PARTNER)
+def remove_member(campaign_id: int, contact_id: int):
+    services.remove_member(_campaign(campaign_id), contact_id)
+    return "", 204
+
+
+@bp.get("/api/campaigns/<int:campaign_id>/preview")
+@require_roles(*ANY)
+def preview(campaign_id: int):
+    from personalization.lock import check_locked_regions
+
+    campaign = _campaign(campaign_id)
+    try:
+        step = int(request.args.get("step", 0))
+    except ValueError as exc:
+        raise BadRequest("step must be a whole number.") from exc
+    raw_contact = request.args.get("contact_id")
+    contact: object = SAMPLE_CONTACT
+    if raw_contact:
+        try:
+            found = contacts.get_contact(int(raw_contact))
+        except ValueError as exc:
+            raise BadRequest("contact_id must be a whole number.") from exc
+        if found is None or found.partner_id != campaign.partner_id:
+            raise NotFound("Contact not found.")
+        contact = found
+    partner = db.session.get(Partner, campaign.partner_id)
+    rendered = compose_message(campaign, step, contact, partner, send_id=None,
+                               config=current_app.config)
+    from campaigns.compose import step_version
+
+    problems = check_locked_regions(step_version(campaign, step), rendered.html)
+    return jsonify({"subject": rendered.subject, "html": rendered.html, "text": rendered.text,
+                    "step": step, "locked_regions_intact": not problems,
+                    "locked_region_problems": problems})
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/launch")
+@require_roles(*PARTNER)
+def launch(campaign_id: int):
+    campaign = _campaign(campaign_id)
+    status = services.launch_campaign(campaign)
+    # API.md: "scheduled" means accepted for sending (the scheduler may already be running it).
+    shown = "pending_approval" if status == "pending_approval" else "scheduled"
+    return jsonify({"id": campaign.id, "status": shown, "campaign_status": campaign.status}), 202
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/approve")
+@require_roles(*BRAND)
+def approve(campaign_id: int):
+    campaign = services.approve_campaign(_campaign(campaign_id), current_user())
+    return jsonify(campaign_json(campaign))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/reject")
+@require_roles(*BRAND)
+def reject(campaign_id: int):
+    campaign = _campaign(campaign_id)
+    data = json_body()
+    return jsonify(campaign_json(services.reject_campaign(campaign, current_user(),
+                                                          data.get("reason"))))
+
+
+@bp.get("/api/campaigns/<int:campaign_id>/changes")
+@require_roles(*ANY)
+def changes(campaign_id: int):
+    return jsonify(services.campaign_changes(_campaign(campaign_id)))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/pause")
+@require_roles(*ANY)
+def pause(campaign_id: int):
+    return jsonify(campaign_json(services.pause_campaign(_campaign(campaign_id)),
+                                 detail=True))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/resume")
+@require_roles(*ANY)
+def resume(campaign_id: int):
+    return jsonify(campaign_json(services.resume_campaign(_campaign(campaign_id)),
+                                 detail=True))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/cancel")
+@require_roles(*ANY)
+def cancel(campaign_id: int):
+    return jsonify(campaign_json(services.cancel_campaign(_campaign(campaign_id)),
+                                 detail=True))
+
+
+# ------------------------------------------------------------------------------------ quick send
+
+
+@bp.post("/api/quick-sends")
+@require_roles(*PARTNER)
+def quick_send():
+    campaign, result = services.quick_send(_partner(), current_user(), json_body())
+    return jsonify({"campaign_id": campaign.id, "status": campaign.status, **result}), 202
+
+
+# -------------------------------------------------------------------------------------- messages
+
+
+@bp.get("/api/messages/<int:message_id>")
+@require_roles(*ANY)
+def get_message(message_id: int):
+    return jsonify(services.message_json(visible(services.get_send(message_id), "Message")))
