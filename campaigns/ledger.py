@@ -1,0 +1,611 @@
+"""The sends ledger: one row per (campaign, step, contact) and the one table of its moves.
+
+The database is the ledger and Redis only the doorbell (DESIGN invariant 3): every change of a
+send's status happens here, in a transaction, guarded by the status the row must have. Jobs
+carry ids; whoever claims a row first owns it until its lease expires, and the outcome is
+written only while the claim (status `claimed` with the same attempt number) still holds.
+
+Queued rows that the scheduler handed to Redis carry `lease_expires_at` as an "enqueued until"
+mark: the scheduler skips them until the mark passes, so a lost Redis job only delays the row.
+
+Journeys: a step's row is inserted when the previous step's row reaches `sent` (or `skipped`),
+in the same transaction, due `delay_hours` after that moment. A step whose condition does not
+hold becomes `skipped` (reason `condition:<cond>`) and the contact's path continues with the
+next step, timed from the skip. `failed`, `suppressed` and `cancelled` end the path.
+Conditions read the previous step's human engagement only (events with machine = false); a
+click counts as an open, since a reader who clicked has opened the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
+from campaigns.states import transition
+from core import clock
+from core.db import db
+from core.errors import NotFound, StateError
+from journeys.models import JourneyStep
+from tracking.models import Event
+
+log = logging.getLogger(__name__)
+
+# The state machine of a send. `claimed -> claimed` is another worker taking over a row whose
+# lease expired; `claimed -> queued` hands back a row a rate limit did not let out (no attempt
+# is counted); `claimed -> retry` is also the scheduler reaping an expired lease.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"claimed", "cancelled", "skipped"}),
+    "claimed": frozenset({"sent", "retry", "failed", "suppressed", "skipped", "claimed",
+                          "queued"}),
+    "retry": frozenset({"claimed", "cancelled", "skipped"}),
+    "sent": frozenset(),
+    "failed": frozenset(),
+    "suppressed": frozenset(),
+    "skipped": frozenset(),
+    "cancelled": frozenset(),
+}
+OPEN_STATUSES = ("queued", "claimed", "retry")
+TERMINAL_STATUSES = tuple(s for s, moves in TRANSITIONS.items() if not moves)
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 60.0
+BACKOFF_CAP_SECONDS = 3600.0
+DEFAULT_LEASE_SECONDS = 300
+DEFAULT_ENQUEUE_SECONDS = 120
+
+
+def can_move(current: str, to: str) -> bool:
+    """Tell whether a send in status `current` may move to `to`."""
+    return to in TRANSITIONS.get(current, frozenset())
+
+
+def _sources(*pairs: tuple[str, str]) -> list[str]:
+    """Return the statuses from which every move in `pairs` is allowed (checks the table)."""
+    for current, to in pairs:
+        if not can_move(current, to):
+            raise AssertionError(f"send move {current} -> {to} is not in TRANSITIONS")
+    return sorted({current for current, _ in pairs})
+
+
+def _insert(table):  # noqa: ANN001, ANN202 - dialect-specific Insert with on_conflict_do_nothing
+    if db.engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Return the jittered exponential delay before attempt number `attempts + 1`."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def _steps(journey_id: int) -> list[JourneyStep]:
+    return list(
+        db.session.execute(
+            select(JourneyStep)
+            .where(JourneyStep.journey_id == journey_id)
+            .order_by(JourneyStep.position)
+        ).scalars()
+    )
+
+
+def _step_plan(journey_id: int) -> list[tuple[int | None, float]]:
+    """Return [(template_version_id, delay_hours)] per step, remembered for the session.
+
+    A published journey's steps never change, so one read per session (one job) is enough.
+    """
+    cache = db.session.info.setdefault("lastmile_step_plans", {})
+    if journey_id not in cache:
+        cache[journey_id] = [(s.template_version_id, float(s.delay_hours or 0))
+                             for s in _steps(journey_id)]
+    return cache[journey_id]
+
+
+def schedule_campaign(campaign_id: int) -> int:
+    """Move a campaign to running and queue step 0 for every member (no commit); return count.
+
+    The caller owns the transaction (launch and approve commit it), so the campaign's status
+    and its first sends become visible together.
+    """
+    campaign = db.session.execute(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    ).scalar_one_or_none()
+    if campaign is None:
+        raise NotFound("No such campaign.")
+    steps = _steps(campaign.journey_id)
+    if not steps or steps[0].template_version_id is None:
+        raise StateError("The campaign's journey has no published first step.")
+    now = clock.now()
+    transition(campaign, "running")
+    if campaign.launched_at is None:
+        campaign.launched_at = now
+    first = steps[0]
+    rows = (
+        select(
+            literal(campaign.id),
+            literal(0),
+            Contact.id,
+            literal(campaign.partner_id),
+            literal(campaign.journey_id),
+            literal(first.template_version_id),
+            Contact.email,
+            literal("queued"),
+            literal(now + timedelta(hours=float(first.delay_hours or 0))),
+            literal(0),
+            literal(""),
+            literal(""),
+            literal(now),
+            literal(now),
+        )
+        .select_from(CampaignMember)
+        .join(Contact, Contact.id == CampaignMember.contact_id)
+        .where(CampaignMember.campaign_id == campaign.id)
+    )
+    stmt = _insert(Send.__table__).from_select(
+        ["campaign_id", "step_index", "contact_id", "partner_id", "journey_id",
+         "template_version_id", "email", "status", "due_at", "attempts", "last_error",
+         "status_reason", "created_at", "updated_at"],
+        rows,
+    ).on_conflict_do_nothing(index_elements=["campaign_id", "step_index", "contact_id"])
+    inserted = db.session.execute(stmt).rowcount
+    if inserted is None or inserted < 0:  # some drivers do not report INSERT ... SELECT
+        inserted = db.session.execute(
+            select(func.count()).select_from(Send).where(Send.campaign_id == campaign.id)
+        ).scalar_one()
+    log.info("campaign %s running: %s step-0 sends queued", campaign.id, inserted)
+    return inserted
+
+
+def cancel_campaign_sends(campaign_id: int) -> int:
+    """Cancel a campaign's sends not yet handed to a provider (no commit); return how many.
+
+    Rows a worker holds finish their delivery; their next steps are never queued because the
+    campaign is cancelled, and the scheduler tidies any that slipped in meanwhile.
+    """
+    sources = _sources(("queued", "cancelled"), ("retry", "cancelled"))
+    result = db.session.execute(
+        update(Send)
+        .where(Send.campaign_id == campaign_id, Send.status.in_(sources))
+        .values(status="cancelled", status_reason="campaign_cancelled",
+                lease_expires_at=None, updated_at=clock.now())
+    )
+    return result.rowcount or 0
+
+
+def complete_if_done(campaign_id: int) -> bool:
+    """Mark a running campaign completed when none of its sends is open; tell if it did."""
+    open_rows = exists().where(Send.campaign_id == campaign_id, Send.status.in_(OPEN_STATUSES))
+    if db.session.execute(select(open_rows)).scalar():
+        return False
+    campaign = db.session.execute(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    ).scalar_one_or_none()
+    # Re-check under the campaign's row lock: a next step may have been queued meanwhile.
+    if (
+        campaign is None
+        or campaign.status != "running"
+        or db.session.execute(select(open_rows)).scalar()
+    ):
+        db.session.rollback()
+        return False
+    transition(campaign, "completed")
+    db.session.commit()
+    log.info("campaign %s completed", campaign_id)
+    return True
+
+
+def pause_campaign(campaign_id: int, reason: str) -> None:
+    """Pause a running campaign with a reason partners can read (e.g. a provider quota)."""
+    campaign = db.session.execute(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    ).scalar_one_or_none()
+    if campaign is not None and campaign.status in ("running", "scheduled"):
+        transition(campaign, "paused", reason)
+        log.warning("campaign %s paused: %s", campaign_id, reason)
+    db.session.commit()
+
+
+# --------------------------------------------------------------------------- scheduler side
+
+
+def _running_campaign() -> object:
+    return exists().where(Campaign.id == Send.campaign_id, Campaign.status == "running")
+
+
+def reap_expired_leases() -> int:
+    """Turn claims whose lease expired (their worker died) into due retries; return count."""
+    now = clock.now()
+    _sources(("claimed", "retry"))
+    result = db.session.execute(
+        update(Send)
+        .where(Send.status == "claimed", Send.lease_expires_at <= now)
+        .values(status="retry", due_at=now, lease_expires_at=None,
+                last_error="lease expired (worker stopped mid-batch)", updated_at=now)
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def tidy_stopped_campaigns() -> int:
+    """Cancel open rows left behind in cancelled campaigns (a step queued during a cancel)."""
+    now = clock.now()
+    sources = _sources(("queued", "cancelled"), ("retry", "cancelled"))
+    stopped = exists().where(Campaign.id == Send.campaign_id, Campaign.status == "cancelled")
+    result = db.session.execute(
+        update(Send)
+        .where(Send.status.in_(sources), stopped)
+        .values(status="cancelled", status_reason="campaign_cancelled",
+                lease_expires_at=None, updated_at=now)
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def take_due_ids(limit: int, enqueue_seconds: float = DEFAULT_ENQUEUE_SECONDS) -> list[int]:
+    """Mark up to `limit` due rows as handed to the queue until a timeout; return their ids.
+
+    A row stays `queued`/`retry`; only its "enqueued until" mark moves, so if the job is lost
+    (Redis flushed or down) the row comes due again once the mark passes.
+    """
+    now = clock.now()
+    due = (
+        select(Send.id)
+        .where(
+            Send.status.in_(_sources(("queued", "claimed"), ("retry", "claimed"))),
+            Send.due_at <= now,
+            or_(Send.lease_expires_at.is_(None), Send.lease_expires_at <= now),
+            _running_campaign(),
+        )
+        .order_by(Send.due_at, Send.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Send)
+    )
+    ids = list(db.session.execute(due).scalars())
+    if ids:
+        db.session.execute(
+            update(Send)
+            .where(Send.id.in_(ids))
+            .values(lease_expires_at=now + timedelta(seconds=enqueue_seconds))
+        )
+    db.session.commit()
+    return ids
+
+
+def running_campaign_ids() -> list[int]:
+    """Return the ids of running campaigns."""
+    return list(
+        db.session.execute(select(Campaign.id).where(Campaign.status == "running")).scalars()
+    )
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+@dataclass
+class Claimed:
+    """One claimed row, with what rendering and delivery need to know about it."""
+
+    id: int
+    attempts: int
+    campaign_id: int
+    step_index: int
+    contact_id: int
+    partner_id: int
+    email: str
+    template_version_id: int
+
+
+def claim_batch(
+    limit: int,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    send_ids: Sequence[int] | None = None,
+) -> list[Claimed]:
+    """Claim due rows (the given ids, or any due ones), then drop the ones consent forbids.
+
+    One transaction: claim with SKIP LOCKED (two jobs holding the same ids cannot both win),
+    re-check suppression and consent (-> suppressed with the reason), and evaluate step
+    conditions (-> skipped). Returns the rows this caller now owns and must deliver.
+    """
+    now = clock.now()
+    claimable = or_(
+        and_(Send.status.in_(_sources(("queued", "claimed"), ("retry", "claimed"))),
+             Send.due_at <= now),
+        and_(Send.status == "claimed", Send.lease_expires_at <= now),
+    )
+    pick = select(Send.id).where(claimable, _running_campaign())
+    if send_ids is not None:
+        if not send_ids:
+            return []
+        pick = pick.where(Send.id.in_(list(send_ids)))
+    pick = pick.order_by(Send.due_at, Send.id).limit(limit).with_for_update(
+        skip_locked=True, of=Send
+    )
+    if db.engine.dialect.name == "postgresql":
+        # A CTE is evaluated once; with IN (subquery) the planner may re-run the LIMIT.
+        picked = pick.cte("picked")
+        target = Send.id.in_(select(picked.c.id))
+    else:
+        target = Send.id.in_(pick.scalar_subquery())
+    rows = db.session.execute(
+        update(Send)
+        .where(target, claimable)
+        .values(status="claimed", attempts=Send.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .returning(Send.id, Send.attempts, Send.campaign_id, Send.step_index,
+                   Send.contact_id, Send.partner_id, Send.email, Send.template_version_id)
+    ).all()
+    claimed = [Claimed(*row) for row in rows]
+    if claimed:
+        excluded = _suppress_excluded(claimed, now)
+        excluded |= _skip_unmet_conditions([c for c in claimed if c.id not in excluded], now)
+        claimed = [c for c in claimed if c.id not in excluded]
+    db.session.commit()
+    return claimed
+
+
+def _suppress_excluded(claimed: list[Claimed], now: datetime) -> set[int]:
+    """Mark claimed rows whose address is suppressed or whose contact has no consent."""
+    ids = [c.id for c in claimed]
+    found = db.session.execute(
+        select(Send.id, Suppression.reason, Contact.consent)
+        .join(Contact, Contact.id == Send.contact_id)
+        .outerjoin(Suppression, Suppression.email == Send.email)
+        .where(Send.id.in_(ids), or_(Suppression.id.is_not(None), Contact.consent.is_(False)))
+    ).all()
+    reasons: dict[int, str] = {}
+    for send_id, suppression_reason, consent in found:
+        reasons[send_id] = suppression_reason or ("no_consent" if not consent else "suppressed")
+    _sources(("claimed", "suppressed"))
+    for send_id, reason in reasons.items():
+        db.session.execute(
+            update(Send)
+            .where(Send.id == send_id, Send.status == "claimed")
+            .values(status="suppressed", status_reason=reason, lease_expires_at=None,
+                    updated_at=now)
+        )
+    return set(reasons)
+
+
+CONDITION_EVENT = {"opened": ("open", "click"), "clicked": ("click",)}
+
+
+def _skip_unmet_conditions(claimed: list[Claimed], now: datetime) -> set[int]:
+    """Skip later-step rows whose condition on the previous step's engagement fails."""
+    later = [c for c in claimed if c.step_index > 0]
+    if not later:
+        return set()
+    campaigns = {c.campaign_id for c in later}
+    journey_of = dict(
+        db.session.execute(
+            select(Campaign.id, Campaign.journey_id).where(Campaign.id.in_(campaigns))
+        ).all()
+    )
+    conditions: dict[tuple[int, int], str] = {
+        (journey_id, position): condition
+        for journey_id, position, condition in db.session.execute(
+            select(JourneyStep.journey_id, JourneyStep.position, JourneyStep.condition).where(
+                JourneyStep.journey_id.in_(set(journey_of.values()))
+            )
+        ).all()
+    }
+    guarded = [
+        c for c in later
+        if conditions.get((journey_of[c.campaign_id], c.step_index), "always") != "always"
+    ]
+    if not guarded:
+        return set()
+    previous = db.session.execute(
+        select(Send.campaign_id, Send.step_index, Send.contact_id, Event.kind)
+        .join(Event, Event.send_id == Send.id)
+        .where(
+            or_(*[
+                and_(Send.campaign_id == c.campaign_id, Send.step_index == c.step_index - 1,
+                     Send.contact_id == c.contact_id)
+                for c in guarded
+            ]),
+            Event.machine.is_(False),
+            Event.kind.in_(("open", "click")),
+        )
+    ).all()
+    kinds: dict[tuple[int, int, int], set[str]] = {}
+    for campaign_id, step_index, contact_id, kind in previous:
+        kinds.setdefault((campaign_id, step_index + 1, contact_id), set()).add(kind)
+    skipped: list[Claimed] = []
+    _sources(("claimed", "skipped"))
+    for c in guarded:
+        condition = conditions[(journey_of[c.campaign_id], c.step_index)]
+        seen = kinds.get((c.campaign_id, c.step_index, c.contact_id), set())
+        wanted = condition.removeprefix("not_")
+        happened = bool(seen & set(CONDITION_EVENT[wanted]))
+        holds = happened if condition == wanted else not happened
+        if not holds:
+            db.session.execute(
+                update(Send)
+                .where(Send.id == c.id, Send.status == "claimed")
+                .values(status="skipped", status_reason=f"condition:{condition}",
+                        lease_expires_at=None, updated_at=now)
+            )
+            skipped.append(c)
+    queue_next_steps(skipped, now)
+    return {c.id for c in skipped}
+
+
+def queue_next_steps(done: Iterable[Claimed], at: datetime,
+                     campaigns: dict[int, Campaign] | None = None) -> int:
+    """Insert each contact's next step (if any), due its delay after `at`; no commit."""
+    done = list(done)
+    if not done:
+        return 0
+    wanted = {d.campaign_id for d in done} - set(campaigns or {})
+    campaigns = dict(campaigns or {})
+    if wanted:
+        campaigns.update({
+            c.id: c for c in db.session.execute(
+                select(Campaign).where(Campaign.id.in_(wanted))).scalars()
+        })
+    values = []
+    for row in done:
+        campaign = campaigns[row.campaign_id]
+        if campaign.kind == "quick_send" or campaign.status == "cancelled":
+            continue
+        plan = _step_plan(campaign.journey_id)
+        nxt = row.step_index + 1
+        if nxt >= len(plan) or plan[nxt][0] is None:
+            continue
+        version_id, delay_hours = plan[nxt]
+        values.append({
+            "campaign_id": row.campaign_id, "step_index": nxt, "contact_id": row.contact_id,
+            "partner_id": row.partner_id, "journey_id": campaign.journey_id,
+            "template_version_id": version_id, "email": row.email,
+            "status": "queued", "due_at": at + timedelta(hours=delay_hours),
+            "attempts": 0, "last_error": "", "status_reason": "", "created_at": at,
+            "updated_at": at,
+        })
+    if not values:
+        return 0
+    db.session.execute(
+        _insert(Send.__table__).on_conflict_do_nothing(
+            index_elements=["campaign_id", "step_index", "contact_id"]
+        ),
+        values,
+    )
+    return len(values)
+
+
+def _owned(row: Claimed) -> object:
+    """Guard an outcome write: the row is still claimed by this very attempt."""
+    return and_(Send.id == row.id, Send.status == "claimed", Send.attempts == row.attempts)
+
+
+_SENDS = Send.__table__
+# One statement per outcome kind, executed for many rows at once (psycopg pipelines them).
+_OWNED_BY_PARAMS = and_(_SENDS.c.id == bindparam("b_id"), _SENDS.c.status == "claimed",
+                        _SENDS.c.attempts == bindparam("b_attempts"))
+
+
+# Enhanced status codes 5.1.x (bad destination mailbox/address) and the common wordings of
+# "no such user" mark a synchronous hard bounce; policy or content rejections do not.
+HARD_BOUNCE = re.compile(
+    r"\b5\.1\.(?:1|2|3|10)\b|user unknown|no such (?:user|mailbox)|mailbox (?:does not|doesn't) "
+    r"exist|recipient address rejected|unknown (?:user|recipient)",
+    re.IGNORECASE,
+)
+
+
+def record_outcomes(
+    outcomes: list[tuple[Claimed, str, str | None, str]],
+    campaigns: dict[int, Campaign] | None = None,
+) -> dict[str, int]:
+    """Write one group of delivery outcomes in one transaction; return counts per status.
+
+    `outcomes` holds (row, outcome, provider_message_id, error) with outcome one of sent,
+    transient, permanent, quota (delivery.base). Sent rows queue their next step in the same
+    transaction. Every write is guarded by the claim (status claimed, same attempt number):
+    a row taken over by another worker meanwhile is left to its new owner (counted as lost).
+    """
+    now = clock.now()
+    _sources(("claimed", "sent"), ("claimed", "retry"), ("claimed", "failed"))
+    if db.engine.dialect.name == "postgresql" and current_app.config.get("LEDGER_ASYNC_COMMIT"):
+        # Opt-in: a worker killed after this commit still never resends these rows, but not
+        # waiting for the WAL flush (~4 ms per commit here) means a crash of PostgreSQL itself
+        # could forget the last ~0.2 s of outcomes, and those messages would be sent again.
+        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    groups: dict[str, list[dict]] = defaultdict(list)
+    sent: list[Claimed] = []
+    hard_bounces: list[str] = []
+    for row, outcome, provider_id, error in outcomes:
+        params = {"b_id": row.id, "b_attempts": row.attempts}
+        if outcome == "sent":
+            groups["sent"].append({**params, "b_pid": provider_id})
+            sent.append(row)
+        elif outcome == "quota":
+            groups["quota"].append({**params, "b_error": error or "quota exceeded"})
+        elif outcome == "transient" and row.attempts < MAX_ATTEMPTS:
+            due = now + timedelta(seconds=backoff_seconds(row.attempts))
+            groups["retry"].append({**params, "b_error": error or "transient failure",
+                                    "b_due": due})
+        else:
+            groups["failed"].append({
+                **params, "b_error": error or outcome,
+                "b_reason": "rejected" if outcome == "permanent" else "attempts",
+            })
+            if outcome == "permanent" and HARD_BOUNCE.search(error or ""):
+                hard_bounces.append(row.email)
+    values = {
+        "sent": {"status": "sent", "sent_at": now, "provider_message_id": bindparam("b_pid"),
+                 "last_error": "", "status_reason": ""},
+        "retry": {"status": "retry", "last_error": bindparam("b_error"),
+                  "due_at": bindparam("b_due")},
+        # A quota is not the recipient's fault: hand the attempt back and wait for resume.
+        "quota": {"status": "retry", "last_error": bindparam("b_error"), "due_at": now,
+                  "attempts": _SENDS.c.attempts - 1},
+        "failed": {"status": "failed", "last_error": bindparam("b_error"),
+                   "status_reason": bindparam("b_reason")},
+    }
+    counts: dict[str, int] = {}
+    for kind, params in groups.items():
+        result = db.session.execute(
+            update(_SENDS).where(_OWNED_BY_PARAMS)
+            .values(lease_expires_at=None, updated_at=now, **values[kind]),
+            params,
+        )
+        written = result.rowcount if result.rowcount is not None and result.rowcount >= 0 \
+            else len(params)
+        status = "retry" if kind == "quota" else kind
+        counts[status] = counts.get(status, 0) + written
+        if written < len(params):
+            log.warning("%s outcome(s) (%s) found their claim taken over by another worker",
+                        len(params) - written, kind)
+            counts["lost"] = counts.get("lost", 0) + len(params) - written
+    # Inserting the next step is idempotent (unique key), so it is safe even for a row whose
+    # claim was taken over: its new owner would insert the very same row.
+    queue_next_steps(sent, now, campaigns)
+    if hard_bounces:
+        # A mailbox the receiving server says does not exist is a hard bounce: never again.
+        from campaigns.services import add_suppressions
+
+        add_suppressions(hard_bounces, "bounced", "SMTP: mailbox does not exist")
+    db.session.commit()
+    return counts
+
+
+def release_claims(rows: Iterable[Claimed], due_at: datetime | None = None) -> int:
+    """Hand claimed rows back to the queue without counting an attempt (rate limit, pause)."""
+    now = clock.now()
+    _sources(("claimed", "queued"))
+    released = 0
+    for row in rows:
+        result = db.session.execute(
+            update(Send)
+            .where(_owned(row))
+            .values(status="queued", attempts=Send.attempts - 1, lease_expires_at=None,
+                    due_at=due_at or now, updated_at=now)
+        )
+        released += result.rowcount or 0
+    db.session.commit()
+    return released
+
+
+def status_counts(campaign_id: int) -> dict[str, int]:
+    """Return how many of a campaign's sends are in each status."""
+    return dict(
+        db.session.execute(
+            select(Send.status, func.count())
+            .where(Send.campaign_id == campaign_id)
+            .group_by(Send.status)
+        ).all()
+    )
+

@@ -1,0 +1,232 @@
+"""The delivery pipeline end to end: ledger, scheduler, RQ workers, a real SMTP server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from campaigns import ledger, services
+from campaigns.models import Send
+from campaigns.services import exclusion_reason
+from campaigns.worker import run_embedded
+from core import clock
+from core.db import db
+from journeys.models import TemplateVersion
+from personalization.lock import check_locked_regions
+from tests.test_pipeline_support import (
+    T0,
+    campaign_status,
+    configured,
+    drain,
+    launch_campaign,
+    smtp_server,
+    statuses,
+)
+from tracking.models import Event
+
+
+@pytest.fixture
+def smtp(app):
+    """A recording SMTP server on loopback with the app delivering to it."""
+    with smtp_server() as (recorder, port), configured(
+        app, DELIVERY_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=str(port),
+        BRAND_NAME="Acme Financial", BRAND_FROM_EMAIL="news@acme.example",
+    ):
+        yield recorder
+
+
+def _html_and_text(message) -> tuple[str, str]:
+    assert message.get_content_type() == "multipart/alternative"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    # MIME carries text with CRLF line ends (canonical form); the template was stored with LF.
+    return html.replace("\r\n", "\n"), text.replace("\r\n", "\n")
+
+
+def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(50, steps=[(0, "always"), (24, "always"), (48, "always")])
+    assert campaign_status(launched.campaign_id)[0] == "running"
+
+    drain(app)
+    assert smtp.count() == 50
+    clock.advance(hours=23)
+    drain(app)
+    assert smtp.count() == 50  # step 1 is due 24 h after step 0 was sent, not before
+    clock.advance(hours=1)
+    drain(app)
+    assert smtp.count() == 100
+    clock.advance(hours=47)
+    drain(app)
+    assert smtp.count() == 100
+    clock.advance(hours=1)
+    drain(app)
+    assert smtp.count() == 150
+    assert statuses(launched.campaign_id) == {"sent": 150}
+    drain(app)  # one more tick notices nothing is left
+    assert campaign_status(launched.campaign_id)[0] == "completed"
+
+    sends = {s.id: s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id)).scalars()}
+    names = {c.id: c.first_name for c in launched.contacts}
+    versions = {v: db.session.get(TemplateVersion, v) for v in launched.version_ids}
+    seen = smtp.send_ids()
+    assert set(seen) == set(sends) and set(seen.values()) == {1}
+    for message in smtp.parsed():
+        send = sends[int(message["X-Lastmile-Send-Id"])]
+        assert str(message["To"]) == send.email
+        assert message["From"].addresses[0].display_name == "Dana Advisor via Acme Financial"
+        assert message["From"].addresses[0].addr_spec == "news@acme.example"
+        assert message["Reply-To"].addresses[0].addr_spec == "dana@harbor.example"
+        unsubscribe = str(message["List-Unsubscribe"])
+        assert "<http://lastmile.test/u/" in unsubscribe and "<mailto:" in unsubscribe
+        assert str(message["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+        assert message["Message-ID"] and send.provider_message_id
+        html, text = _html_and_text(message)
+        first_name = names[send.contact_id]
+        assert f"Dear {first_name}," in html and first_name in text
+        assert str(message["Subject"]) == f"Step {send.step_index} for {first_name}"
+        # The sent HTML (tracked links, pixel, unsubscribe token) keeps every locked region.
+        assert check_locked_regions(versions[send.template_version_id], html) == []
+        assert "http://lastmile.test/t/c/" in html and "http://lastmile.test/t/o/" in html
+    # Step k+1 was due exactly delay hours after step k went out.
+    by_key = {(s.contact_id, s.step_index): s for s in sends.values()}
+    for (contact_id, step), send in by_key.items():
+        if step:
+            previous = by_key[(contact_id, step - 1)]
+            assert send.due_at == previous.sent_at + ledger.timedelta(hours=24 * step)
+
+
+def test_unsubscribe_between_queueing_and_claiming_is_suppressed_not_mailed(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(5)
+    gone, no_consent = launched.contacts[0], launched.contacts[1]
+    services.suppress_email(gone.email, "unsubscribed")
+    no_consent.consent = False
+    db.session.commit()
+
+    drain(app)
+    rows = {s.contact_id: s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id)).scalars()}
+    assert (rows[gone.id].status, rows[gone.id].status_reason) == ("suppressed", "unsubscribed")
+    assert (rows[no_consent.id].status, rows[no_consent.id].status_reason) == (
+        "suppressed", "no_consent")
+    mailed = {str(m["To"]) for m in smtp.parsed()}
+    assert mailed == {c.email for c in launched.contacts[2:]}
+
+
+CONDITION_CASES = {
+    # contacts: A opened, B clicked, C only machine engagement, D nothing
+    "opened": {"A", "B"},
+    "not_opened": {"C", "D"},
+    "clicked": {"B"},
+    "not_clicked": {"A", "C", "D"},
+}
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITION_CASES))
+def test_step_conditions_read_human_engagement_of_the_previous_step(app, smtp, condition):
+    clock.freeze(T0)
+    launched = launch_campaign(4, steps=[(0, "always"), (24, condition), (24, "always")])
+    drain(app)
+    label = dict(zip("ABCD", launched.contacts, strict=True))
+    step0 = {s.contact_id: s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id, Send.step_index == 0)
+    ).scalars()}
+
+    def event(who: str, kind: str, machine: bool = False) -> Event:
+        send = step0[label[who].id]
+        return Event(send_id=send.id, kind=kind, machine=machine, link_index=0,
+                     campaign_id=send.campaign_id, step_index=0, occurred_at=clock.now(),
+                     machine_reason="prefetch" if machine else "")
+
+    db.session.add_all([event("A", "open"), event("B", "click"),
+                        event("C", "open", machine=True), event("C", "click", machine=True)])
+    db.session.commit()
+
+    clock.advance(hours=24)
+    drain(app)
+    rows = {(s.contact_id, s.step_index): s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id)).scalars()}
+    sent_step1 = {w for w, c in label.items() if rows[(c.id, 1)].status == "sent"}
+    assert sent_step1 == CONDITION_CASES[condition]
+    for who in set("ABCD") - sent_step1:
+        assert rows[(label[who].id, 1)].status_reason == f"condition:{condition}"
+    # A skipped step does not end the path: step 2 follows for everyone, timed from the skip.
+    clock.advance(hours=24)
+    drain(app)
+    assert statuses(launched.campaign_id)["sent"] == 4 + len(sent_step1) + 4
+    step1_mail = [m for m in smtp.parsed() if str(m["Subject"]).startswith("Step 1")]
+    assert {str(m["To"]) for m in step1_mail} == {label[w].email for w in sent_step1}
+
+
+def test_one_refused_recipient_fails_alone(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(10)
+    refused = launched.contacts[3]
+    smtp.refuse[refused.email] = "550 5.1.1 No such user here"
+    drain(app, batch_size=200)
+    rows = {s.contact_id: s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id)).scalars()}
+    assert rows[refused.id].status == "failed"
+    assert "550" in rows[refused.id].last_error
+    assert statuses(launched.campaign_id) == {"sent": 9, "failed": 1}
+    assert {str(m["To"]) for m in smtp.parsed()} == {
+        c.email for c in launched.contacts if c.id != refused.id}
+    # "No such user" is a hard bounce: the address is suppressed brand-wide.
+    assert exclusion_reason(refused) == "bounced"
+    assert exclusion_reason(launched.contacts[0]) is None
+
+
+def test_policy_rejection_fails_without_suppressing(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(3)
+    refused = launched.contacts[1]
+    smtp.refuse[refused.email] = "554 5.7.1 Message rejected by policy"
+    drain(app, batch_size=200)
+    assert statuses(launched.campaign_id) == {"sent": 2, "failed": 1}
+    assert exclusion_reason(refused) is None
+
+
+def test_rate_limits_hold_rows_back_without_failing_them(app, smtp):
+    clock.freeze(T0)
+    first = launch_campaign(10, prefix="a")
+    second = launch_campaign(10, prefix="b")
+    with configured(app, RATE_LIMIT_PARTNER="3", RATE_LIMIT_GLOBAL="5"):
+        drain(app)
+        per_window = []
+        while smtp.count() < 20 and len(per_window) < 10:
+            before = smtp.count()
+            clock.advance(seconds=1)
+            drain(app)
+            per_window.append(smtp.count() - before)
+    assert smtp.count() == 20
+    assert all(n <= 5 for n in per_window)
+    counts = statuses(first.campaign_id) + statuses(second.campaign_id)
+    assert counts == {"sent": 20}
+    assert set(smtp.send_ids().values()) == {1}
+
+
+def test_cancel_stops_queued_sends(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(6, steps=[(0, "always"), (24, "always")])
+    drain(app)
+    campaign = services.get_campaign(launched.campaign_id)
+    services.cancel_campaign(campaign)
+    clock.advance(hours=25)
+    drain(app)
+    assert smtp.count() == 6
+    assert statuses(launched.campaign_id) == {"sent": 6, "cancelled": 6}
+
+
+def test_embedded_mode_delivers_without_redis(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(12, steps=[(0, "always"), (2, "always")])
+    with configured(app, REDIS_URL=""):
+        totals = run_embedded(app, burst=True, interval=0.01, batch_size=5)
+        assert totals.get("sent") == 12
+        clock.advance(hours=2)
+        run_embedded(app, burst=True, interval=0.01, batch_size=5)
+    assert smtp.count() == 24
+    assert set(smtp.send_ids().values()) == {1}
+    assert campaign_status(launched.campaign_id)[0] == "completed"
