@@ -1,7 +1,57 @@
-"""CLI commands of the tracking package."""
+"""CLI commands of the tracking package: `flask tracking-drain`."""
 
-from flask import Flask
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+
+import click
+import redis
+from flask import Flask, current_app
+
+from tracking import ingest
+
+log = logging.getLogger("lastmile.tracking")
+
+
+@click.command("tracking-drain")
+@click.option("--consumer", default=None, help="Consumer name (default: host-pid).")
+@click.option("--batch", default=1000, show_default=True, help="Entries per transaction.")
+@click.option("--once", is_flag=True, help="Drain what is there now, then exit.")
+@click.option("--min-idle-ms", default=30_000, show_default=True,
+              help="Take over entries another (dead) drainer left pending this long.")
+def drain(consumer: str | None, batch: int, once: bool, min_idle_ms: int) -> None:
+    """Move tracking hits from the Redis stream into the database (run one or more)."""
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        raise click.ClickException("REDIS_URL is empty: hits go straight to the database.")
+    r = redis.Redis.from_url(url)
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    stopping = {"flag": False}
+
+    def _stop(*_args: object) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    total = 0
+    while not stopping["flag"]:
+        try:
+            moved = ingest.drain_once(r, name, count=batch, block_ms=None if once else 1000,
+                                      min_idle_ms=min_idle_ms)
+        except redis.ConnectionError:
+            log.warning("redis unavailable; retrying in 1 s")
+            time.sleep(1)
+            continue
+        total += moved
+        if once and not moved:
+            break
+    click.echo(f"drained {total} entries", err=True)
 
 
 def init_app(app: Flask) -> None:
     """Register this package's CLI commands."""
+    app.cli.add_command(drain)

@@ -1,5 +1,135 @@
-"""HTTP routes of the tracking package."""
+"""HTTP routes: public tracking (/t, /u), the SES webhook and the analytics API.
 
-from flask import Blueprint
+/t/o and /t/c are normally answered by the WSGI fast path (tracking.wsgi.wrap); these Flask
+views give the same answers through the same recorder when the fast path is not mounted.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from accounts.auth import ANY as ANY_ROLE
+from accounts.auth import BRAND, PARTNER, require_roles, visible
+from campaigns.models import Campaign
+from core.db import db
+from core.errors import NotFound
+from core.validate import page_args
+from journeys.models import Journey
+from tracking import analytics, services, sns
+from tracking.wsgi import NO_CACHE, PIXEL, handle_click
 
 bp = Blueprint("tracking", __name__)
+
+
+def _client() -> tuple[str, str]:
+    return request.headers.get("User-Agent", ""), request.remote_addr or ""
+
+
+@bp.get("/t/o/<token>", merge_slashes=False)
+def track_open(token: str):
+    ua, ip = _client()
+    services.get_recorder(current_app).open(token, ua, ip)
+    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+
+@bp.get("/t/c/<token>", merge_slashes=False)
+def track_click(token: str):
+    ua, ip = _client()
+    captured: dict = {}
+
+    def start_response(status: str, headers: list) -> None:
+        captured["status"], captured["headers"] = status, headers
+
+    body = b"".join(handle_click(services.get_recorder(current_app), token, ua, ip,
+                                 start_response))
+    return Response(body, status=captured["status"], headers=captured["headers"])
+
+
+def _unsubscribe_send(token: str):  # noqa: ANN202
+    send = services.send_for_unsubscribe(token)
+    if send is None:
+        raise NotFound("This unsubscribe link is not valid.")
+    return send
+
+
+@bp.get("/u/<token>", merge_slashes=False)
+def unsubscribe_page(token: str):
+    send = _unsubscribe_send(token)
+    html = render_template("tracking/unsubscribe.html", token=token,
+                           email=services.masked_email(send.email),
+                           brand=current_app.config.get("BRAND_NAME", ""))
+    return Response(html, headers=NO_CACHE, mimetype="text/html")
+
+
+@bp.post("/u/<token>", merge_slashes=False)
+def unsubscribe(token: str):
+    send = _unsubscribe_send(token)
+    ua, ip = _client()
+    services.unsubscribe(send, ua, ip)
+    html = render_template("tracking/unsubscribed.html", email=services.masked_email(send.email),
+                           brand=current_app.config.get("BRAND_NAME", ""))
+    return Response(html, headers=NO_CACHE, mimetype="text/html")
+
+
+@bp.post("/webhooks/ses")
+def ses_webhook():
+    topics = [t.strip() for t in (current_app.config.get("SNS_TOPIC_ARNS") or "").split(",")
+              if t.strip()]
+    return jsonify(sns.handle(request.get_data(cache=False), topics))
+
+
+# --- analytics -------------------------------------------------------------------------------
+
+def _csv(text: str, name: str) -> Response:
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def _wants_csv() -> bool:
+    return request.args.get("format") == "csv"
+
+
+@bp.get("/api/analytics/journeys/<int:journey_id>")
+@require_roles(*BRAND)
+def journey_analytics(journey_id: int):
+    journey = db.session.get(Journey, journey_id)
+    if journey is None:
+        raise NotFound("Journey not found.")
+    report = analytics.journey_report(journey)
+    if _wants_csv():
+        return _csv(analytics.report_csv(report), f"journey-{journey_id}")
+    return jsonify(report)
+
+
+@bp.get("/api/analytics/campaigns/<int:campaign_id>")
+@require_roles(*ANY_ROLE)
+def campaign_analytics(campaign_id: int):
+    campaign = visible(db.session.get(Campaign, campaign_id), "Campaign")
+    report = analytics.campaign_report(campaign)
+    if _wants_csv():
+        return _csv(analytics.report_csv(report), f"campaign-{campaign_id}")
+    return jsonify(report)
+
+
+@bp.get("/api/analytics/campaigns/<int:campaign_id>/recipients")
+@require_roles(*PARTNER)
+def campaign_recipients(campaign_id: int):
+    campaign = visible(db.session.get(Campaign, campaign_id), "Campaign")
+    page, per_page = page_args()
+    if _wants_csv():
+        page, per_page = 1, 1_000_000
+    data = analytics.campaign_recipients(campaign, page, per_page)
+    if _wants_csv():
+        return _csv(analytics.to_csv(data["items"], analytics.RECIPIENT_COLUMNS),
+                    f"campaign-{campaign_id}-recipients")
+    return jsonify(data)
+
+
+@bp.get("/api/analytics/partners")
+@require_roles(*BRAND)
+def partner_analytics():
+    data = analytics.partner_scorecard()
+    if _wants_csv():
+        return _csv(analytics.to_csv(data["items"], analytics.SCORECARD_COLUMNS),
+                    "partner-scorecard")
+    return jsonify(data)

@@ -1,0 +1,245 @@
+"""Tracking logic: where a click goes, recording hits, unsubscribing.
+
+The redirect target of a click is computed only from the send's own published template
+version: the token names a link *index*, the index picks one of the version's original hrefs,
+and that href is rendered with the same data the message was rendered with. Nothing in the
+request can choose or alter the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+import redis
+from flask import Flask, current_app
+
+from campaigns.models import Campaign, Contact, Send
+from core import clock
+from core.db import db
+from core.validate import is_http_url
+from journeys.models import TemplateVersion
+from tracking import bots, tokens
+from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
+
+log = logging.getLogger("lastmile.tracking")
+
+LINK_CACHE_TTL = 180 * 24 * 3600  # seconds a send's link targets stay cached in Redis
+_LOCAL_CACHE_SIZE = 20_000
+HONEYPOT = "honeypot"  # click() result: a recorded honeypot hit that redirects nowhere
+
+# KEYS[1] = the send's link hash, KEYS[2] = the event stream; ARGV[1] = link index,
+# ARGV[2..] = the entry's field/value pairs. One round trip; the hit is appended only if the
+# link is known, so an unknown link index records nothing.
+_CLICK_LUA = """
+local url = redis.call('HGET', KEYS[1], ARGV[1])
+if not url then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return '' end
+  return false
+end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+return url
+"""
+
+
+def link_key(send_id: int) -> str:
+    """Return the Redis hash holding one send's link targets."""
+    return f"lastmile:links:{send_id}"
+
+
+# --- link targets ---------------------------------------------------------------------------
+
+def compute_link_targets(send_id: int) -> list[str] | None:
+    """Render a send's message and return its link targets; None if the send does not exist.
+
+    The message is rendered exactly as the worker renders it (same version, slot values,
+    member overrides and merge fields); each link's target is captured where the renderer
+    would sign it. Only http(s) targets can be redirected to; anything else is ''.
+    """
+    from accounts.models import Partner
+    from campaigns.compose import slot_values_for
+    from campaigns.services import member_overrides
+    from personalization.render import render_message
+
+    send = db.session.get(Send, send_id)
+    if send is None:
+        return None
+    version = db.session.get(TemplateVersion, send.template_version_id)
+    if version is None or version.status != "published" or not version.links:
+        return []
+    campaign = db.session.get(Campaign, send.campaign_id)
+    contact = db.session.get(Contact, send.contact_id)
+    partner = db.session.get(Partner, send.partner_id)
+    cfg = current_app.config
+    unsubscribe = tokens.make_token(cfg["SECRET_KEY"], "unsubscribe", send.id)
+    captured: dict[int, str] = {}
+
+    def capture(index: int, url: str) -> str:
+        captured[index] = url
+        return url
+
+    render_message(
+        version,
+        slot_values_for(campaign, send.step_index, member_overrides(campaign.id, contact.id)),
+        contact.template_context(), partner.template_context() if partner else {},
+        {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
+        {"name": str(cfg.get("BRAND_NAME", "")),
+         "from_email": str(cfg.get("BRAND_FROM_EMAIL", ""))},
+        link_url=capture,
+        unsubscribe_url=f"{str(cfg['PUBLIC_BASE_URL']).rstrip('/')}/u/{unsubscribe}",
+    )
+    return [
+        captured[i] if is_http_url(captured.get(i, "")) else ""
+        for i in range(len(version.links))
+    ]
+
+
+def publish_link_targets(send_id: int, urls: list[str], r: redis.Redis | None = None) -> None:
+    """Cache a send's rendered link targets (index-aligned with the version's links).
+
+    The worker may call this right after rendering a message so the first click needs no
+    database read; without it the first click of a send computes and publishes them.
+    """
+    clean = {str(i): u for i, u in enumerate(urls) if u and is_http_url(u)}
+    r = r if r is not None else get_recorder(current_app).redis
+    if r is None:
+        _local_cache_put(send_id, [u if u and is_http_url(u) else "" for u in urls])
+        return
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(link_key(send_id))
+    pipe.hset(link_key(send_id), mapping={"_": "1", **clean})
+    pipe.expire(link_key(send_id), LINK_CACHE_TTL)
+    pipe.execute()
+
+
+_LOCAL: OrderedDict[int, list[str]] = OrderedDict()
+
+
+def _local_cache_put(send_id: int, urls: list[str]) -> None:
+    _LOCAL[send_id] = urls
+    _LOCAL.move_to_end(send_id)
+    while len(_LOCAL) > _LOCAL_CACHE_SIZE:
+        _LOCAL.popitem(last=False)
+
+
+def _target_from_list(urls: list[str] | None, link_index: int) -> str | None:
+    if not urls or link_index >= len(urls):
+        return None
+    return urls[link_index] or None
+
+
+# --- recording hits (the request path) -------------------------------------------------------
+
+class Recorder:
+    """Per-process request-side recorder: verifies a token and appends one hit."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.secret: str = app.config["SECRET_KEY"]
+        url = app.config.get("REDIS_URL") or ""
+        self.redis: redis.Redis | None = (
+            redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+            if url else None
+        )
+        self._click = self.redis.register_script(_CLICK_LUA) if self.redis else None
+
+    def open(self, token: str, user_agent: str, ip: str) -> bool:
+        """Record an open if `token` verifies; tell whether it did."""
+        parsed = tokens.read_token(self.secret, "open", token)
+        if parsed is None:
+            return False
+        self._append(hit_fields("open", parsed[0], None, user_agent, ip, clock.now()))
+        return True
+
+    def click(self, token: str, user_agent: str, ip: str) -> str | None:
+        """Record a click and return its redirect target; None (nothing recorded) if invalid."""
+        parsed = tokens.read_token(self.secret, "click", token)
+        if parsed is None:
+            return None
+        send_id, link_index = parsed
+        fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now())
+        if link_index == bots.HONEYPOT_LINK:
+            with self.app.app_context():
+                exists = db.session.get(Send, send_id) is not None
+            if not exists:
+                return None
+            self._append(fields)
+            return HONEYPOT
+        urls: list[str] | None = None
+        if self.redis is not None:
+            try:
+                args = [str(link_index)]
+                for k, v in fields.items():
+                    args += [k, v]
+                url = self._click(keys=[link_key(send_id), STREAM], args=args)
+                if url is not None:
+                    return url.decode() or None
+            except redis.RedisError:
+                log.exception("redis unavailable on click; recording in the database")
+        else:
+            urls = _LOCAL.get(send_id)
+        if urls is None:
+            with self.app.app_context():
+                urls = compute_link_targets(send_id)
+                if urls is not None:
+                    try:
+                        publish_link_targets(send_id, urls, self.redis)
+                    except redis.RedisError:
+                        log.warning("could not cache link targets of send %s", send_id)
+        url = _target_from_list(urls, link_index)
+        if url is None:
+            return None
+        self._append(fields)
+        return url
+
+    def _append(self, fields: dict[str, str]) -> None:
+        if self.redis is not None:
+            try:
+                self.redis.xadd(STREAM, fields)
+                return
+            except redis.RedisError:
+                log.exception("redis unavailable; recording the hit in the database")
+        with self.app.app_context():
+            hit = hit_from_entry("", fields)
+            hit.key = new_key()
+            try:
+                apply_hits([hit])
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                raise
+
+
+def get_recorder(app: Flask) -> Recorder:
+    """Return this app's recorder (one per process, created on first use)."""
+    rec = app.extensions.get("lastmile_tracking_recorder")
+    if rec is None:
+        rec = Recorder(app)
+        app.extensions["lastmile_tracking_recorder"] = rec
+    return rec
+
+
+# --- unsubscribe ---------------------------------------------------------------------------
+
+def send_for_unsubscribe(token: str) -> Send | None:
+    """Return the send an unsubscribe token names, or None if it does not verify."""
+    parsed = tokens.read_token(current_app.config["SECRET_KEY"], "unsubscribe", token)
+    if parsed is None:
+        return None
+    return db.session.get(Send, parsed[0])
+
+
+def masked_email(email: str) -> str:
+    """Return an address with most of its local part hidden (for the confirmation page)."""
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"
+
+
+def unsubscribe(send: Send, user_agent: str = "", ip: str = "") -> None:
+    """Suppress the send's address brand-wide and record one unsubscribe event (idempotent)."""
+    from campaigns.services import suppress_email
+
+    suppress_email(send.email, "unsubscribed", detail=f"one-click unsubscribe, send {send.id}")
+    apply_hits([Hit("unsubscribe", send.id, clock.now(), None, user_agent, ip,
+                    key=f"unsub:{send.id}")])
+    db.session.commit()

@@ -1,0 +1,215 @@
+"""Amazon SNS -> SES bounce and complaint notifications, verified before anything changes.
+
+Verification follows AWS's "Verifying the signatures of Amazon SNS messages": the signing
+certificate is fetched only from https://sns.<region>.amazonaws.com/...pem (strict host
+match, cached), the canonical string is built from the message's own fields, and the
+signature is checked with SHA1 (SignatureVersion 1) or SHA256 (SignatureVersion 2). The topic
+must be one of SNS_TOPIC_ARNS. Every MessageId is stored once; a replay is a no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from urllib.parse import urlsplit
+
+import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from sqlalchemy import select
+
+from campaigns.models import Send
+from core import clock
+from core.db import db
+from core.errors import BadRequest, Forbidden
+from tracking.ingest import Hit, _insert, apply_hits
+from tracking.models import SnsMessage
+
+log = logging.getLogger("lastmile.tracking")
+
+_SNS_HOST = re.compile(r"^sns\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?$")
+_NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+_SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
+                        "TopicArn", "Type")
+_CERT_CACHE: dict[str, x509.Certificate] = {}
+
+
+def is_sns_url(url: str) -> bool:
+    """Tell whether `url` is an https URL on an SNS regional endpoint (nothing else is fetched)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, TypeError):
+        return False
+    return (parts.scheme == "https" and port is None and parts.username is None
+            and parts.password is None and bool(_SNS_HOST.match(parts.hostname or ""))
+            and parts.netloc == parts.hostname)
+
+
+def fetch_certificate(url: str) -> bytes:
+    """Download a signing certificate (tests replace this function)."""
+    response = requests.get(url, timeout=5, allow_redirects=False)
+    response.raise_for_status()
+    return response.content
+
+
+def confirm_subscription(url: str) -> None:
+    """Visit a SubscribeURL to confirm a subscription (tests replace this function)."""
+    requests.get(url, timeout=5, allow_redirects=False).raise_for_status()
+
+
+def _certificate(url: str) -> x509.Certificate:
+    cert = _CERT_CACHE.get(url)
+    if cert is None:
+        cert = x509.load_pem_x509_certificate(fetch_certificate(url))
+        _CERT_CACHE[url] = cert
+    return cert
+
+
+def canonical_string(msg: dict) -> bytes:
+    """Return the bytes SNS signed for `msg` (field order and presence per message type)."""
+    names = _NOTIFICATION_FIELDS if msg.get("Type") == "Notification" else _SUBSCRIPTION_FIELDS
+    out = []
+    for name in names:
+        if name in msg and msg[name] is not None:
+            out.append(f"{name}\n{msg[name]}\n")
+    return "".join(out).encode()
+
+
+def verify(msg: dict, allowed_topics: list[str]) -> None:
+    """Raise Forbidden unless `msg` comes from an allowed topic with a valid SNS signature."""
+    if msg.get("TopicArn") not in allowed_topics:
+        raise Forbidden("SNS topic is not accepted here.")
+    version = str(msg.get("SignatureVersion", ""))
+    algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(version)  # noqa: S303
+    if algorithm is None:
+        raise Forbidden("Unsupported SNS SignatureVersion.")
+    cert_url = str(msg.get("SigningCertURL") or msg.get("SigningCertUrl") or "")
+    if not is_sns_url(cert_url) or not cert_url.endswith(".pem"):
+        raise Forbidden("SNS signing certificate URL is not an SNS endpoint.")
+    try:
+        signature = base64.b64decode(str(msg.get("Signature", "")), validate=True)
+        key = _certificate(cert_url).public_key()
+    except Exception as exc:  # noqa: BLE001 - any failure to get a key means unverified
+        raise Forbidden("SNS signature could not be verified.") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise Forbidden("SNS signing key is not RSA.")
+    try:
+        key.verify(signature, canonical_string(msg), padding.PKCS1v15(), algorithm)
+    except InvalidSignature as exc:
+        raise Forbidden("SNS signature does not verify.") from exc
+
+
+def _remember(msg: dict) -> bool:
+    """Store the MessageId; False if it was already processed (a replay)."""
+    row = {"message_id": str(msg.get("MessageId", ""))[:100], "type": str(msg.get("Type"))[:40],
+           "topic_arn": str(msg.get("TopicArn"))[:300], "received_at": clock.now()}
+    result = db.session.execute(
+        _insert(SnsMessage).values(row).on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(SnsMessage.id))
+    return result.first() is not None
+
+
+def _find_send(mail: dict) -> Send | None:
+    """Find the send a notification is about: our tag/header first, then the provider id."""
+    candidates: list[str] = []
+    tags = mail.get("tags") or {}
+    for name in ("send_id", "lastmile_send_id", "X-Lastmile-Send-Id"):
+        value = tags.get(name)
+        candidates += value if isinstance(value, list) else [value] if value else []
+    for header in mail.get("headers") or []:
+        if str(header.get("name", "")).lower() == "x-lastmile-send-id":
+            candidates.append(header.get("value"))
+    for value in candidates:
+        try:
+            send = db.session.get(Send, int(str(value).strip()))
+        except (TypeError, ValueError):
+            continue
+        if send is not None:
+            return send
+    provider_id = mail.get("messageId")
+    if provider_id:
+        return db.session.scalar(
+            select(Send).where(Send.provider_message_id == str(provider_id)).limit(1))
+    return None
+
+
+def _recipients(items: list | None) -> list[str]:
+    out = []
+    for item in items or []:
+        address = str((item or {}).get("emailAddress", "")).strip()
+        if "<" in address and address.endswith(">"):
+            address = address[address.rindex("<") + 1:-1]
+        if "@" in address:
+            out.append(address)
+    return out
+
+
+def handle_ses_notification(body: dict, message_id: str) -> dict:
+    """Apply one SES notification: suppress addresses, record events; return a summary."""
+    from campaigns.services import suppress_email
+
+    kind = body.get("notificationType") or body.get("eventType") or ""
+    mail = body.get("mail") or {}
+    send = _find_send(mail)
+    now = clock.now()
+    summary: dict = {"type": kind, "send_id": send.id if send else None, "suppressed": []}
+    hit_kind, reason, addresses = None, None, []
+    if kind == "Bounce":
+        bounce = body.get("bounce") or {}
+        addresses = _recipients(bounce.get("bouncedRecipients"))
+        if bounce.get("bounceType") == "Permanent":
+            hit_kind, reason = "bounce", "bounced"
+        else:
+            hit_kind = "soft_bounce"  # transient / undetermined: counted, nobody suppressed
+    elif kind == "Complaint":
+        addresses = _recipients((body.get("complaint") or {}).get("complainedRecipients"))
+        hit_kind, reason = "complaint", "complained"
+    elif kind == "Delivery":
+        hit_kind = "delivery"
+    if reason:
+        for address in addresses:
+            suppress_email(address, reason, detail=f"SES {kind.lower()} {message_id}")
+            summary["suppressed"].append(address)
+    if send is not None and hit_kind:
+        apply_hits([Hit(hit_kind, send.id, now, key=f"sns:{message_id}")])
+    return summary
+
+
+def handle(raw: bytes, allowed_topics: list[str]) -> dict:
+    """Verify and apply one SNS POST body; raise BadRequest/Forbidden, return a summary."""
+    try:
+        msg = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest("Body must be an SNS JSON message.") from exc
+    if not isinstance(msg, dict) or not msg.get("MessageId") or not msg.get("Type"):
+        raise BadRequest("Body must be an SNS JSON message.")
+    verify(msg, allowed_topics)
+    if not _remember(msg):
+        db.session.rollback()
+        return {"status": "duplicate"}
+    kind = msg["Type"]
+    if kind == "SubscriptionConfirmation":
+        url = str(msg.get("SubscribeURL", ""))
+        if not is_sns_url(url):
+            raise Forbidden("SubscribeURL is not an SNS endpoint.")
+        confirm_subscription(url)  # before the commit: if it fails, SNS retries the message
+        db.session.commit()
+        return {"status": "subscribed"}
+    if kind != "Notification":
+        db.session.commit()
+        return {"status": "ignored"}
+    try:
+        body = json.loads(msg.get("Message") or "")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        db.session.commit()
+        return {"status": "ignored"}
+    summary = handle_ses_notification(body, str(msg["MessageId"]))
+    db.session.commit()
+    return {"status": "processed", **summary}
