@@ -51,5 +51,8 @@ lint: $(DEV_STAMP)
 format: $(DEV_STAMP)
 	$(PY) -m ruff format .
 
+vendor:
+	scripts/vendor.sh
+
 clean:
 	rm -rf $(VENV) instance test-artifacts

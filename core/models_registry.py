@@ -4,3 +4,4 @@ import accounts.models  # noqa: F401
 import campaigns.models  # noqa: F401
 import journeys.models  # noqa: F401
 import tracking.models  # noqa: F401
+import web.models  # noqa: F401

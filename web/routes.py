@@ -1,5 +1,7 @@
-"""HTTP routes of the web package."""
+"""HTTP routes of the web package: the pages for brand marketers, partners and the outbox."""
 
-from flask import Blueprint
+# Each view module adds its routes to `bp` when imported.
+from web import analytics, auth_views, brand, outbox, partner  # noqa: F401
+from web.base import bp
 
-bp = Blueprint("web", __name__)
+__all__ = ["bp"]

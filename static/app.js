@@ -1,0 +1,133 @@
+/* Lastmile UI behaviour. No inline scripts anywhere: pages opt in with data attributes. */
+(function () {
+  "use strict";
+
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () {
+      var args = arguments;
+      clearTimeout(timer);
+      timer = setTimeout(function () { fn.apply(null, args); }, ms);
+    };
+  }
+
+  function postForm(url, form) {
+    return fetch(url, {
+      method: "POST", body: new FormData(form), credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf, "Accept": "application/json" }
+    }).then(function (r) { return r.json(); });
+  }
+
+  /* Repeatable rows (slots, steps): clone a <template>, renumbering __i__. */
+  document.addEventListener("click", function (ev) {
+    var add = ev.target.closest(".js-add-row");
+    if (add) {
+      var tpl = document.getElementById(add.dataset.template);
+      var target = document.getElementById(add.dataset.target);
+      var next = 0;
+      target.querySelectorAll("[data-index]").forEach(function (el) {
+        next = Math.max(next, parseInt(el.dataset.index, 10) + 1);
+      });
+      var html = tpl.innerHTML.replace(/__i__/g, String(next));
+      target.insertAdjacentHTML("beforeend", html);
+      return;
+    }
+    var remove = ev.target.closest(".js-remove-row");
+    if (remove) {
+      var row = remove.closest(".row-card");
+      var form = row.closest("form");
+      row.remove();
+      if (form) { form.dispatchEvent(new Event("input", { bubbles: true })); }
+      return;
+    }
+    var lineError = ev.target.closest(".line-error");
+    if (lineError) { goToLine(document.getElementById("mjml"), parseInt(lineError.dataset.line, 10)); }
+  });
+
+  document.addEventListener("submit", function (ev) {
+    var btn = ev.submitter;
+    var message = (btn && btn.dataset.confirm) || ev.target.dataset.confirm;
+    if (message && !window.confirm(message)) { ev.preventDefault(); }
+  });
+
+  function goToLine(textarea, line) {
+    if (!textarea || !line) { return; }
+    var lines = textarea.value.split("\n");
+    var start = 0;
+    for (var i = 0; i < line - 1 && i < lines.length; i++) { start += lines[i].length + 1; }
+    textarea.focus();
+    textarea.setSelectionRange(start, start + (lines[line - 1] || "").length);
+    var lh = parseFloat(getComputedStyle(textarea).lineHeight) || 18;
+    textarea.scrollTop = Math.max(0, (line - 3) * lh);
+  }
+
+  /* Live preview: forms with data-live-preview re-submit into the sandboxed iframe. */
+  document.querySelectorAll("form[data-live-preview]").forEach(function (form) {
+    var button = document.getElementById(form.dataset.livePreview);
+    if (!button) { return; }
+    var refresh = debounce(function () { form.requestSubmit(button); }, 500);
+    form.addEventListener("input", refresh);
+    form.addEventListener("change", refresh);
+    if (form.dataset.previewOnLoad !== undefined) { refresh(); }
+  });
+
+  /* Slot inputs: character counters and constraint errors as you type. */
+  document.querySelectorAll("form[data-validate-url]").forEach(function (form) {
+    var url = form.dataset.validateUrl;
+    function counters() {
+      form.querySelectorAll("[data-maxlength]").forEach(function (input) {
+        var out = form.querySelector('.counter[data-for="' + input.name + '"]');
+        if (!out) { return; }
+        var max = parseInt(input.dataset.maxlength, 10);
+        out.textContent = input.value.length + " / " + max;
+        out.classList.toggle("over", input.value.length > max);
+      });
+    }
+    var check = debounce(function () {
+      postForm(url, form).then(function (data) {
+        var problems = data.fields || {};
+        form.querySelectorAll(".field-error[data-for]").forEach(function (el) {
+          var msg = problems[el.dataset.for] || "";
+          el.textContent = msg;
+          el.hidden = !msg;
+          var input = form.querySelector('[name="' + el.dataset.input + '"]');
+          if (input) { input.setAttribute("aria-invalid", msg ? "true" : "false"); }
+        });
+      }).catch(function () { /* the server check on submit still applies */ });
+    }, 250);
+    form.addEventListener("input", function () { counters(); check(); });
+    counters();
+  });
+
+  /* Background jobs (CSV import): poll a status URL, fill a progress bar, then reload. */
+  document.querySelectorAll("[data-poll-url]").forEach(function (box) {
+    var bar = box.querySelector("progress");
+    var label = box.querySelector(".progress-label");
+    function tick() {
+      fetch(box.dataset.pollUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (job) {
+          if (bar && job.total) { bar.max = job.total; bar.value = job.processed; }
+          if (label) { label.textContent = job.message || job.status; }
+          if (job.status === "done" || job.status === "failed") {
+            window.location.reload();
+          } else {
+            setTimeout(tick, 700);
+          }
+        })
+        .catch(function () { setTimeout(tick, 2000); });
+    }
+    tick();
+  });
+
+  /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */
+  if (window.Chart) {
+    document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      var config = JSON.parse(canvas.dataset.chart);
+      config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
+      new window.Chart(canvas, config);
+    });
+  }
+})();

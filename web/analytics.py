@@ -1,0 +1,123 @@
+"""Analytics pages: journey dashboards and the partner scorecard (brand), campaign reports."""
+
+from __future__ import annotations
+
+from flask import Response, render_template
+from sqlalchemy import select
+
+from accounts.auth import ANY, BRAND, require_roles, visible
+from campaigns import services as campaigns
+from core.db import db
+from journeys import services as journeys
+from tracking import analytics
+from tracking.models import Event
+from web.base import bp
+
+RECENT_EVENTS = 20
+
+
+def _csv(body: str, name: str) -> Response:
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _charts(report: dict) -> dict:
+    """Build Chart.js configs (plain data, serialized into data attributes) from a report."""
+    steps = report["by_step"]
+    daily = report["daily"]
+    return {
+        "funnel": {"type": "bar", "data": {
+            "labels": [f"Step {s['step_index'] + 1}" for s in steps],
+            "datasets": [
+                {"label": "Sent", "data": [s["sent"] for s in steps], "backgroundColor": "#9db4f0"},
+                {"label": "Unique opens", "data": [s["unique_opens"] for s in steps],
+                 "backgroundColor": "#2454d6"},
+                {"label": "Unique clicks", "data": [s["unique_clicks"] for s in steps],
+                 "backgroundColor": "#1e7b46"},
+            ]}},
+        "trend": {"type": "line", "data": {
+            "labels": [d["day"] for d in daily],
+            "datasets": [
+                {"label": "Sent", "data": [d["sent"] for d in daily], "borderColor": "#9db4f0"},
+                {"label": "Opens", "data": [d["opens"] for d in daily], "borderColor": "#2454d6"},
+                {"label": "Clicks", "data": [d["clicks"] for d in daily],
+                 "borderColor": "#1e7b46"},
+            ]}},
+        "machines": {"type": "bar", "data": {
+            "labels": ["Opens", "Clicks"],
+            "datasets": [
+                {"label": "Human", "data": [report["opens"], report["clicks"]],
+                 "backgroundColor": "#2454d6"},
+                {"label": "Machine", "data": [report["machine_opens"], report["machine_clicks"]],
+                 "backgroundColor": "#b0b7c3"},
+            ]}, "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True}}}},
+    }
+
+
+def recent_events(campaign_id: int) -> list[Event]:
+    """Return a campaign's latest engagement events (user agents shown as text)."""
+    return list(db.session.scalars(
+        select(Event).where(Event.campaign_id == campaign_id)
+        .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(RECENT_EVENTS)))
+
+
+@bp.get("/brand/analytics")
+@require_roles(*BRAND)
+def analytics_home():
+    rows, _ = journeys.list_journeys(None, 1, 200)
+    scorecard = analytics.partner_scorecard()
+    leaders = sorted(scorecard["items"], key=lambda r: (-r["sent"], -r["click_rate"]))
+    return render_template("web/analytics.html", journeys=[j for j in rows
+                                                           if j.status != "draft"],
+                           scorecard=scorecard, leaders=leaders)
+
+
+@bp.get("/brand/analytics/partners.csv")
+@require_roles(*BRAND)
+def scorecard_csv():
+    return _csv(analytics.to_csv(analytics.partner_scorecard()["items"],
+                                 analytics.SCORECARD_COLUMNS), "partners.csv")
+
+
+@bp.get("/brand/analytics/journeys/<int:journey_id>")
+@require_roles(*BRAND)
+def journey_dashboard(journey_id: int):
+    journey = journeys.get_journey(journey_id)
+    report = analytics.journey_report(journey)
+    leaders = sorted(report["by_partner"], key=lambda r: (-r["unique_clicks"],
+                                                         -r["unique_opens"], -r["sent"]))
+    return render_template("web/journey_dashboard.html", journey=journey, report=report,
+                           charts=_charts(report), leaders=leaders)
+
+
+@bp.get("/brand/analytics/journeys/<int:journey_id>.csv")
+@require_roles(*BRAND)
+def journey_csv(journey_id: int):
+    report = analytics.journey_report(journeys.get_journey(journey_id))
+    return _csv(analytics.report_csv(report), f"journey-{journey_id}.csv")
+
+
+@bp.get("/partner/campaigns/<int:campaign_id>/report")
+@require_roles(*ANY)
+def campaign_report(campaign_id: int):
+    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    report = analytics.campaign_report(campaign)
+    return render_template("web/campaign_report.html", campaign=campaign, report=report,
+                           charts=_charts(report), events=recent_events(campaign.id))
+
+
+@bp.get("/partner/campaigns/<int:campaign_id>/report.csv")
+@require_roles(*ANY)
+def campaign_report_csv(campaign_id: int):
+    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    return _csv(analytics.report_csv(analytics.campaign_report(campaign)),
+                f"campaign-{campaign_id}.csv")
+
+
+@bp.get("/partner/campaigns/<int:campaign_id>/recipients.csv")
+@require_roles(*ANY)
+def campaign_recipients_csv(campaign_id: int):
+    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    rows = analytics.campaign_recipients(campaign, 1, 100_000)["items"]
+    return _csv(analytics.to_csv(rows, analytics.RECIPIENT_COLUMNS),
+                f"campaign-{campaign_id}-recipients.csv")

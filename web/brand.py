@@ -1,0 +1,284 @@
+"""Brand marketer pages: template editor with live preview, journey builder, approvals."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from markupsafe import escape
+
+from accounts.auth import BRAND, require_roles
+from core.errors import DomainError, StateError
+from journeys import services as journeys
+from web import forms
+from web.base import bp, me, preview_response, safe_next
+
+STARTER_MJML = """<mjml>
+  <mj-body background-color="#f4f4f7">
+    <mj-section background-color="#ffffff">
+      <mj-column>
+        <mj-text font-size="22px" font-weight="bold">{{ slots.headline }}</mj-text>
+        <mj-text>Hello {{ contact.first_name }},</mj-text>
+        <mj-text>{{ slots.body }}</mj-text>
+        <mj-button href="https://www.example.com/">Learn more</mj-button>
+        <mj-text font-size="12px" color="#666666">{{ partner.name }} · {{ sender.name }}</mj-text>
+      </mj-column>
+    </mj-section>
+  </mj-body>
+</mjml>
+"""
+STARTER_SLOTS = [
+    {"name": "headline", "type": "text", "label": "Headline", "default": "Hello from us",
+     "max_length": 60},
+    {"name": "body", "type": "text", "label": "Message", "default": "We have news for you.",
+     "max_length": 400},
+]
+
+
+def _sample_inputs() -> tuple[dict, dict, dict, dict]:
+    from journeys.routes import SAMPLE_CONTACT, SAMPLE_PARTNER, brand_context
+
+    user = me()
+    sender = {"name": user.name or "Your Name", "reply_to": user.email}
+    return dict(SAMPLE_CONTACT), dict(SAMPLE_PARTNER), sender, brand_context()
+
+
+def _source_from_form() -> dict:
+    return {"name": request.form.get("name", ""), "subject": request.form.get("subject", ""),
+            "preheader": request.form.get("preheader", ""),
+            "mjml": request.form.get("mjml", "").replace("\r\n", "\n"),
+            "slots": forms.slots_from_form(request.form)}
+
+
+def _editor(source: dict, *, template=None, errors: dict | None = None, status: int = 200):
+    errors = errors or {}
+    slots = source["slots"] if isinstance(source["slots"], list) else []
+    declared = frozenset(s.get("name", "") for s in slots if isinstance(s, dict))
+    mjml_errors = forms.mjml_errors(errors, source["mjml"], declared)
+    return render_template(
+        "web/template_edit.html", source=source, template=template,
+        slot_rows=forms.slot_rows(slots) or forms.slot_rows([{}]),
+        errors=errors, slot_errors=forms.slot_errors(errors, slots), mjml_errors=mjml_errors,
+        excerpt=forms.source_excerpt(source["mjml"], mjml_errors),
+        versions=list(template.versions) if template else [],
+        published=journeys.published_version(template.id) if template else None,
+    ), status
+
+
+@bp.get("/brand")
+@require_roles(*BRAND)
+def brand_home():
+    templates, _total = journeys.list_templates(1, 200)
+    rows = [{"template": t, "latest": journeys.latest_version(t.id),
+             "published": journeys.published_version(t.id)} for t in templates]
+    return render_template("web/templates.html", rows=rows)
+
+
+@bp.route("/brand/templates/new", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def template_new():
+    if request.method == "GET":
+        return _editor({"name": "", "subject": "News for {{ contact.first_name }}",
+                        "preheader": "", "mjml": STARTER_MJML, "slots": STARTER_SLOTS})[0]
+    source = _source_from_form()
+    try:
+        version = journeys.create_template(**source, created_by=me().id)
+    except DomainError as err:
+        return _editor(source, errors=err.fields or {"template": err.message}, status=422)
+    flash(f"Draft version {version.version} saved.", "ok")
+    return redirect(url_for("web.template_edit", template_id=version.template_id))
+
+
+@bp.route("/brand/templates/<int:template_id>", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def template_edit(template_id: int):
+    template = journeys.get_template(template_id)
+    if request.method == "GET":
+        number = request.args.get("version", type=int)
+        v = journeys.get_version(template_id, number)
+        source = {"name": v.name, "subject": v.subject, "preheader": v.preheader,
+                  "mjml": v.mjml, "slots": v.slots}
+        return _editor(source, template=template)[0]
+    source = _source_from_form()
+    try:
+        version = journeys.update_template(template_id, **source, created_by=me().id)
+    except DomainError as err:
+        return _editor(source, template=template, errors=err.fields or {"template": err.message},
+                       status=422)
+    flash(f"Draft version {version.version} saved.", "ok")
+    return redirect(url_for("web.template_edit", template_id=template_id))
+
+
+@bp.post("/brand/templates/<int:template_id>/publish")
+@require_roles(*BRAND)
+def template_publish(template_id: int):
+    template = journeys.get_template(template_id)
+    try:
+        version = journeys.publish_template(template_id)
+    except DomainError as err:
+        v = journeys.latest_version(template_id)
+        source = {"name": v.name, "subject": v.subject, "preheader": v.preheader,
+                  "mjml": v.mjml, "slots": v.slots}
+        fields = err.fields or {"template": err.message}
+        return _editor(source, template=template, errors=fields, status=err.status)
+    flash(f"Version {version.version} published.", "ok")
+    return redirect(url_for("web.template_edit", template_id=template_id))
+
+
+@bp.get("/brand/templates/<int:template_id>/versions/<int:number>/preview")
+@require_roles(*BRAND)
+def template_version_preview(template_id: int, number: int):
+    from personalization import render
+    from personalization.slots import clean_slot_values
+
+    version = journeys.get_version(template_id, number)
+    contact, partner, sender, brand = _sample_inputs()
+    if version.status == "published":
+        values = clean_slot_values(version.slots, {})
+        rendered = render.render_message(version, values, contact, partner, sender, brand)
+    else:
+        rendered = render.render_draft(version.mjml, version.subject, version.preheader,
+                                       version.slots, {}, contact, partner, sender, brand)
+    return preview_response(rendered.html)
+
+
+@bp.post("/brand/templates/preview")
+@require_roles(*BRAND)
+def template_live_preview():
+    """Render the editor's unsaved source with sample data, for the preview iframe."""
+    from personalization import render
+
+    source = _source_from_form()
+    contact, partner, sender, brand = _sample_inputs()
+    try:
+        rendered = render.render_draft(source["mjml"], source["subject"], source["preheader"],
+                                       source["slots"], {}, contact, partner, sender, brand)
+    except DomainError as err:
+        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>"
+                        for k, v in (err.fields or {"template": err.message}).items())
+        return preview_response(
+            "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
+            f"<p>Cannot preview yet:</p><ul>{items}</ul></body>")
+    return preview_response(rendered.html)
+
+
+# --- journeys -------------------------------------------------------------------------------
+
+def _journey_source() -> dict:
+    return {"name": request.form.get("name", ""),
+            "description": request.form.get("description", ""),
+            "category": request.form.get("category", ""),
+            "tiers": forms.split_list(request.form.get("tiers", "")),
+            "regions": forms.split_list(request.form.get("regions", "")),
+            "requires_approval": request.form.get("requires_approval") == "on",
+            "quick_send": request.form.get("quick_send") == "on",
+            "steps": forms.steps_from_form(request.form)}
+
+
+def _builder(source: dict, *, journey=None, errors: dict | None = None, status: int = 200):
+    templates, _ = journeys.list_templates(1, 500)
+    steps = source["steps"] or [{"template_id": "", "delay_hours": 0, "when": "always"}]
+    return render_template("web/journey_edit.html", source=source, journey=journey,
+                           steps=steps, templates=templates, errors=errors or {},
+                           conditions=("always", "opened", "not_opened", "clicked",
+                                       "not_clicked")), status
+
+
+@bp.get("/brand/journeys")
+@require_roles(*BRAND)
+def journeys_list():
+    rows, _ = journeys.list_journeys(None, 1, 200)
+    return render_template("web/journeys.html", journeys=rows)
+
+
+# The nav names the list simply "journeys".
+bp.add_url_rule("/brand/journeys", endpoint="journeys", view_func=journeys_list)
+
+
+@bp.route("/brand/journeys/new", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def journey_new():
+    if request.method == "GET":
+        return _builder({"name": "", "description": "", "category": "", "tiers": [],
+                         "regions": [], "requires_approval": False, "quick_send": False,
+                         "steps": []})[0]
+    source = _journey_source()
+    try:
+        journey = journeys.create_journey(**source, created_by=me().id)
+    except DomainError as err:
+        return _builder(source, errors=err.fields or {"journey": err.message}, status=422)
+    flash("Journey saved as a draft.", "ok")
+    return redirect(url_for("web.journey_edit", journey_id=journey.id))
+
+
+@bp.route("/brand/journeys/<int:journey_id>", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def journey_edit(journey_id: int):
+    journey = journeys.get_journey(journey_id)
+    if request.method == "GET":
+        source = {"name": journey.name, "description": journey.description,
+                  "category": journey.category, "tiers": journey.audience_tiers,
+                  "regions": journey.audience_regions,
+                  "requires_approval": journey.requires_approval,
+                  "quick_send": journey.quick_send,
+                  "steps": [{"template_id": s.template_id, "delay_hours": s.delay_hours,
+                             "when": s.condition, "version": s.template_version}
+                            for s in journey.steps]}
+        return _builder(source, journey=journey)[0]
+    source = _journey_source()
+    try:
+        journeys.update_journey(journey_id, **source)
+    except DomainError as err:
+        return _builder(source, journey=journey, errors=err.fields or {"journey": err.message},
+                        status=err.status)
+    flash("Journey saved.", "ok")
+    return redirect(url_for("web.journey_edit", journey_id=journey_id))
+
+
+@bp.post("/brand/journeys/<int:journey_id>/<any(publish, archive):action>")
+@require_roles(*BRAND)
+def journey_action(journey_id: int, action: str):
+    try:
+        if action == "publish":
+            journeys.publish_journey(journey_id)
+            flash("Journey published: matching partners now see it in their showroom.", "ok")
+        else:
+            journeys.archive_journey(journey_id)
+            flash("Journey archived.", "ok")
+    except StateError as err:
+        problems = "; ".join(f"{k} {v}" for k, v in err.fields.items())
+        flash(f"{err.message} {problems}".strip(), "error")
+    return redirect(safe_next(request.form.get("back"))
+                    or url_for("web.journey_edit", journey_id=journey_id))
+
+
+# --- approvals ------------------------------------------------------------------------------
+
+@bp.get("/brand/approvals")
+@require_roles(*BRAND)
+def approvals():
+    from accounts.services import get_partner
+    from campaigns import services as campaigns
+
+    pending, _ = campaigns.list_campaigns(None, "pending_approval", 1, 100)
+    rows = [{"campaign": c, "partner": get_partner(c.partner_id),
+             "journey": journeys.get_journey(c.journey_id),
+             "changes": campaigns.campaign_changes(c)} for c in pending]
+    return render_template("web/approvals.html", rows=rows)
+
+
+@bp.post("/brand/approvals/<int:campaign_id>/<any(approve, reject):action>")
+@require_roles(*BRAND)
+def approval_action(campaign_id: int, action: str):
+    from accounts.auth import visible
+    from campaigns import services as campaigns
+
+    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    try:
+        if action == "approve":
+            campaigns.approve_campaign(campaign, me())
+            flash(f"“{campaign.name}” approved and scheduled.", "ok")
+        else:
+            campaigns.reject_campaign(campaign, me(), request.form.get("reason", ""))
+            flash(f"“{campaign.name}” rejected; the partner sees your reason.", "ok")
+    except DomainError as err:
+        flash(f"{err.message} {' '.join(err.fields.values())}".strip(), "error")
+    return redirect(url_for("web.approvals"))

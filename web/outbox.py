@@ -1,0 +1,69 @@
+"""The development outbox: every stored message, viewable as rendered HTML with live links."""
+
+from __future__ import annotations
+
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+from flask import abort, current_app, render_template, request
+
+from accounts.auth import ANY, require_roles
+from delivery.outbox import list_outbox, read_outbox
+from web.base import bp, preview_response
+
+PER_PAGE = 50
+
+
+def outbox_enabled() -> bool:
+    """Tell whether this deployment keeps mail in the outbox (outbox backend or SMTP catcher)."""
+    config = current_app.config
+    if str(config.get("DELIVERY_BACKEND", "")).lower() == "outbox":
+        return True
+    return bool(config.get("OUTBOX_DIR")) and Path(config["OUTBOX_DIR"]).is_dir()
+
+
+@bp.record_once
+def _expose(state) -> None:
+    state.app.jinja_env.globals["outbox_enabled"] = outbox_enabled
+
+
+def _message(message_id: str) -> EmailMessage:
+    if not outbox_enabled():
+        abort(404)
+    raw = read_outbox(current_app.config["OUTBOX_DIR"], message_id)
+    if raw is None:
+        abort(404)
+    return BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
+
+
+@bp.get("/outbox")
+@require_roles(*ANY)
+def outbox():
+    if not outbox_enabled():
+        abort(404)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    items = list_outbox(current_app.config["OUTBOX_DIR"], page, PER_PAGE + 1)
+    return render_template("web/outbox.html", items=items[:PER_PAGE], page=page,
+                           more=len(items) > PER_PAGE)
+
+
+@bp.get("/outbox/<message_id>")
+@require_roles(*ANY)
+def outbox_message(message_id: str):
+    message = _message(message_id)
+    text = message.get_body(preferencelist=("plain",))
+    headers = [(k, str(message.get(k, ""))) for k in
+               ("Subject", "From", "To", "Reply-To", "Date", "List-Unsubscribe")]
+    return render_template("web/outbox_message.html", message_id=message_id, headers=headers,
+                           text=text.get_content() if text is not None else "")
+
+
+@bp.get("/outbox/<message_id>/html")
+@require_roles(*ANY)
+def outbox_html(message_id: str):
+    body = _message(message_id).get_body(preferencelist=("html",))
+    if body is None:
+        abort(404)
+    return preview_response(body.get_content())
