@@ -53,4 +53,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
     for module in (core_cli, accounts_cli, journeys_cli, campaigns_cli, delivery_cli, tracking_cli):
         module.init_app(app)
+    # Open and click hits skip Flask's request machinery: they are the hottest requests.
+    from tracking import wsgi as tracking_wsgi
+
+    tracking_wsgi.wrap(app)
     return app

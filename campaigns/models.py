@@ -116,6 +116,10 @@ class Send(db.Model):
         CheckConstraint(f"status IN {SEND_STATUSES!r}", name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_sends_status_due", "status", "due_at"),
+        # SES notifications without our tag are matched by provider id; scorecards group by
+        # partner and status.
+        Index("ix_sends_provider_message_id", "provider_message_id"),
+        Index("ix_sends_partner_status", "partner_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -118,6 +118,11 @@ def dev_command(host: str, port: int, no_seed: bool) -> None:
         children.append(subprocess.Popen(
             [*flask, "smtp-catcher", "--port", str(current_app.config["SMTP_PORT"])], env=env))
     children.append(subprocess.Popen([*flask, "worker"], env=env))
+    if current_app.config["REDIS_URL"]:
+        # With Redis the scheduler feeds the RQ queue, and tracking hits are buffered in a
+        # stream that the drainer moves to the DB; without it the worker does both jobs.
+        children.append(subprocess.Popen([*flask, "scheduler"], env=env))
+        children.append(subprocess.Popen([*flask, "tracking-drain"], env=env))
     children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port),
                                       "--no-reload"], env=env))
     time.sleep(1.5)
