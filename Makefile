@@ -43,6 +43,9 @@ test: $(DEV_STAMP) services browser
 	$(PY) -m pytest
 
 bench: $(DEV_STAMP) services
+	@{ command -v smtp-sink || test -x /usr/sbin/smtp-sink; } >/dev/null || { echo "installing postfix for its smtp-sink (bench SMTP sink)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null) \
+	  || echo "smtp-sink unavailable: bench/send.py falls back to its asyncio sink"; }
 	$(PY) bench/run_all.py
 
 lint: $(DEV_STAMP)

@@ -6,6 +6,7 @@ inside its app context (campaigns/worker.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -196,8 +197,16 @@ def deliver_due(
     send_ids: list[int] | None = None,
     limit: int = 200,
     lease_seconds: float = ledger.DEFAULT_LEASE_SECONDS,
+    time_budget: float | None = None,
 ) -> dict[str, int]:
-    """Claim up to `limit` due sends (or the given ids) and deliver them; return counts."""
+    """Claim up to `limit` due sends (or the given ids) and deliver them; return counts.
+
+    The job stops itself once `time_budget` (default: half the lease) is spent, handing the
+    rows it has not tried back to the queue. So it never outlives its lease (another worker
+    would take the rows over) and is never killed by RQ's timeout in the middle of a chunk,
+    where mail already accepted by the server could not be recorded and would go out again.
+    """
+    stop_at = time.monotonic() + (lease_seconds / 2 if time_budget is None else time_budget)
     from campaigns.compose import compose_message
     from delivery.mime import build_message
 
@@ -305,9 +314,19 @@ def deliver_due(
                 with _PhaseTimer("db"):
                     counts["released"] += ledger.release_claims(remaining)
                 break
+            if remaining and time.monotonic() >= stop_at:
+                log.warning("batch over its time budget: %s untried sends back to the queue",
+                            len(remaining))
+                with _PhaseTimer("db"):
+                    counts["released"] += ledger.release_claims(remaining)
+                break
     except BaseException:
-        # The connection's state is unknown after an error: start afresh next batch.
+        # The connection's state is unknown after an error: start afresh next batch. Rows
+        # not yet tried go straight back to the queue instead of waiting out their lease.
         drop_backend()
+        db.session.rollback()
+        with contextlib.suppress(Exception):
+            ledger.release_claims(remaining)
         raise
     log.info("batch of %s: %s", len(claimed), dict(counts))
     return dict(counts)

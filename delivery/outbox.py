@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesHeaderParser
@@ -111,13 +112,29 @@ def _summary(path: Path) -> dict[str, Any]:
     }
 
 
+def send_id_of(message_id: str) -> int | None:
+    """Return the send id an outbox id was stored under (`<stamp>-<send_id>[-n]`), if any."""
+    parts = message_id.split("-")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return int(parts[1]) or None
+
+
 def list_outbox(
-    directory: str | os.PathLike[str], page: int = 1, per_page: int = 50
+    directory: str | os.PathLike[str], page: int = 1, per_page: int = 50,
+    only: Callable[[set[int]], set[int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Return one page (1-based) of stored messages, newest first."""
+    """Return one page (1-based) of stored messages, newest first.
+
+    `only`, given the send ids present, returns those the caller may see; others are left out.
+    """
     page = max(1, int(page))
     per_page = max(1, int(per_page))
-    stems = _stems(directory)[(page - 1) * per_page : page * per_page]
+    stems = _stems(directory)
+    if only is not None:
+        allowed = only({i for i in map(send_id_of, stems) if i is not None})
+        stems = [stem for stem in stems if send_id_of(stem) in allowed]
+    stems = stems[(page - 1) * per_page : page * per_page]
     items: list[dict[str, Any]] = []
     for stem in stems:
         # A file removed between listing and reading is simply left out.

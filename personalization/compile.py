@@ -74,6 +74,9 @@ def _protect(pieces: list[tuple[str, str]], doc: _Doc, escape: bool = False) -> 
     return "".join(out)
 
 
+_INCLUDE = re.compile(r"<\s*mj-include\b", re.IGNORECASE)
+
+
 def _mjml_failure(exc: BaseException, source: str) -> str:
     """Describe an exception from the MJML compiler, naming the construct when possible."""
     component = None
@@ -86,6 +89,8 @@ def _mjml_failure(exc: BaseException, source: str) -> str:
         detail = f"unknown or misplaced MJML element {exc.args[0]!r}"
     elif isinstance(exc, AssertionError):
         detail = f"unsupported MJML construct ({exc or 'assertion failed'})"
+    elif isinstance(exc, OSError):
+        detail = "the template refers to a file, which is not allowed"  # never echo paths
     else:
         detail = f"{type(exc).__name__}: {exc}"
     where = f" in <{component}>" if component else ""
@@ -407,6 +412,10 @@ def _run(mjml: object, subject: object, preheader: object,
     for key, source in (("mjml", mjml), ("subject", subject), ("preheader", preheader)):
         if "\x00" in source:
             _add(problems, key, "must not contain NUL characters")
+    if _INCLUDE.search(mjml):
+        # The compiler would read the named file from this server's disk into the email.
+        _add(problems, "mjml", "<mj-include> is not allowed: a template must be self-contained")
+        return problems, None
     if any("\x00" in p for p in problems.values()) or any(
             "NUL" in p for p in problems.values()):
         return problems, None

@@ -212,3 +212,16 @@ def test_every_starter_compiles(starter):
     assert "{{ contact.first_name" in compiled.html and "{{ sender.name }}" in compiled.html
     assert max(len(line.encode()) for line in compiled.html.split("\n")) <= 998
     assert "@media" in compiled.html  # responsive
+
+
+def test_mj_include_cannot_read_server_files(tmp_path):
+    secret_file = tmp_path / "server-secret.txt"
+    secret_file.write_text("server-file-content-7731")
+    for tag in (f'<mj-include path="{secret_file}" />', f'<MJ-INCLUDE path="{secret_file}"/>',
+                '<mj-include path="/nonexistent/x" />'):
+        mjml = ("<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text>"
+                f"{tag}</mj-column></mj-section></mj-body></mjml>")
+        problems = check_template(mjml, "Hello", "", [])
+        assert "mj-include" in problems["mjml"]
+        assert "server-file-content-7731" not in str(problems)
+        assert "/nonexistent" not in str(problems)

@@ -33,6 +33,9 @@ def smtp(app):
         BRAND_NAME="Acme Financial", BRAND_FROM_EMAIL="news@acme.example",
     ):
         yield recorder
+    from campaigns import tasks
+
+    tasks.drop_backend()  # jobs keep their connection for the next batch; close it
 
 
 def _html_and_text(message) -> tuple[str, str]:
@@ -230,3 +233,23 @@ def test_embedded_mode_delivers_without_redis(app, smtp):
     assert smtp.count() == 24
     assert set(smtp.send_ids().values()) == {1}
     assert campaign_status(launched.campaign_id)[0] == "completed"
+
+
+def test_a_batch_over_its_time_budget_hands_untried_rows_back(app, smtp):
+    from campaigns import tasks
+
+    clock.freeze(T0)
+    launched = launch_campaign(25)
+    counts = tasks.deliver_due(limit=25, time_budget=0)
+    # The first commit group went out; the rest were released untried, with no attempt spent.
+    assert counts["sent"] == tasks.COMMIT_EVERY
+    assert counts["released"] == 25 - tasks.COMMIT_EVERY
+    assert smtp.count() == tasks.COMMIT_EVERY
+    released = db.session.execute(select(Send).where(
+        Send.campaign_id == launched.campaign_id, Send.status == "queued")).scalars().all()
+    assert len(released) == 25 - tasks.COMMIT_EVERY
+    assert {s.attempts for s in released} == {0}
+    assert {s.lease_expires_at for s in released} == {None}
+    drain(app)
+    assert statuses(launched.campaign_id) == {"sent": 25}
+    assert smtp.count() == 25

@@ -349,3 +349,59 @@ def test_outbox_lists_and_shows_messages(client, app, marketer):
     assert html.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert b"http://lastmile.test/t/c/abc" in html.data
     assert client.get("/outbox/..%2Fsecret").status_code == 404
+
+
+def test_outbox_shows_a_partner_only_its_own_mail(client, app):
+    from sqlalchemy import select
+
+    from campaigns import services
+    from campaigns.models import Send
+    from core.db import db
+    from delivery.outbox import store_eml
+
+    journey = make_journey(steps=1)
+    stored = {}
+    for label in ("mine", "theirs"):
+        partner = make_partner(tier="gold")
+        user, _ = make_user("partner_user", partner, password=PASSWORD)
+        campaign = make_campaign(partner, user, journey, contacts=[make_contact(partner)])
+        services.launch_campaign(campaign)
+        db.session.commit()
+        send_id = db.session.scalar(select(Send.id).where(Send.campaign_id == campaign.id))
+        mail = f"Subject: outbox-{label}\r\nTo: x@example.com\r\n\r\nbody\r\n".encode()
+        stored[label] = (user, store_eml(app.config["OUTBOX_DIR"], mail, send_id))
+    owner, (mine, theirs) = stored["mine"][0], (stored["mine"][1], stored["theirs"][1])
+
+    login(client, owner.email)
+    listing = client.get("/outbox").get_data(as_text=True)
+    assert "outbox-mine" in listing and "outbox-theirs" not in listing
+    assert client.get(f"/outbox/{mine}").status_code == 200
+    for path in (f"/outbox/{theirs}", f"/outbox/{theirs}/html"):
+        assert client.get(path).status_code == 404, path
+
+    client.post("/logout", data={"csrf_token": page_token(client, "/partner")})
+    marketer, _ = make_user("brand_marketer", password=PASSWORD)
+    login(client, marketer.email)
+    listing = client.get("/outbox").get_data(as_text=True)
+    assert "outbox-mine" in listing and "outbox-theirs" in listing
+
+
+def test_brand_roles_see_campaign_aggregates_but_no_recipient_rows(client, app):
+    partner = make_partner(tier="gold")
+    user, _ = make_user("partner_user", partner, password=PASSWORD)
+    contact = make_contact(partner, email="private.person@example.com")
+    campaign = make_campaign(partner, user, make_journey(steps=1), contacts=[contact])
+    marketer, _ = make_user("brand_marketer", password=PASSWORD)
+    login(client, marketer.email)
+    page = client.get(f"/partner/campaigns/{campaign.id}")
+    assert page.status_code == 200
+    assert "private.person@example.com" not in page.get_data(as_text=True)
+    assert client.get(f"/partner/campaigns/{campaign.id}/recipients.csv").status_code == 403
+    preview = client.get(f"/partner/campaigns/{campaign.id}/preview?contact_id={contact.id}")
+    assert preview.status_code == 404
+    assert client.get(f"/partner/campaigns/{campaign.id}/preview").status_code == 200
+    # The owning partner does see its recipients.
+    client.post("/logout", data={"csrf_token": page_token(client, "/brand")})
+    login(client, user.email)
+    body = client.get(f"/partner/campaigns/{campaign.id}").get_data(as_text=True)
+    assert "private.person@example.com" in body

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template
 from sqlalchemy import select
 
-from accounts.auth import ANY, BRAND, require_roles, visible
+from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
 from campaigns import services as campaigns
 from core.db import db
 from journeys import services as journeys
@@ -115,7 +115,7 @@ def campaign_report_csv(campaign_id: int):
 
 
 @bp.get("/partner/campaigns/<int:campaign_id>/recipients.csv")
-@require_roles(*ANY)
+@require_roles(*PARTNER)
 def campaign_recipients_csv(campaign_id: int):
     campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
     rows = analytics.campaign_recipients(campaign, 1, 100_000)["items"]

@@ -8,9 +8,12 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from flask import abort, current_app, render_template, request
+from sqlalchemy import select
 
-from accounts.auth import ANY, require_roles
-from delivery.outbox import list_outbox, read_outbox
+from accounts.auth import ANY, partner_scope, require_roles
+from campaigns.models import Send
+from core.db import db
+from delivery.outbox import list_outbox, read_outbox, send_id_of
 from web.base import bp, preview_response
 
 PER_PAGE = 50
@@ -29,8 +32,23 @@ def _expose(state) -> None:
     state.app.jinja_env.globals["outbox_enabled"] = outbox_enabled
 
 
+def _visible_sends(send_ids: set[int]) -> set[int]:
+    """Return the send ids the caller may see: all for brand roles, its own for a partner."""
+    scope = partner_scope()
+    if scope is None:
+        return send_ids
+    if not send_ids:
+        return set()
+    return set(db.session.scalars(
+        select(Send.id).where(Send.id.in_(send_ids), Send.partner_id == scope)))
+
+
 def _message(message_id: str) -> EmailMessage:
     if not outbox_enabled():
+        abort(404)
+    send_id = send_id_of(message_id)
+    # A partner sees only mail of its own sends; anything else answers 404 like a missing id.
+    if partner_scope() is not None and (send_id is None or not _visible_sends({send_id})):
         abort(404)
     raw = read_outbox(current_app.config["OUTBOX_DIR"], message_id)
     if raw is None:
@@ -44,7 +62,8 @@ def outbox():
     if not outbox_enabled():
         abort(404)
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    items = list_outbox(current_app.config["OUTBOX_DIR"], page, PER_PAGE + 1)
+    items = list_outbox(current_app.config["OUTBOX_DIR"], page, PER_PAGE + 1,
+                        only=_visible_sends)
     return render_template("web/outbox.html", items=items[:PER_PAGE], page=page,
                            more=len(items) > PER_PAGE)
 

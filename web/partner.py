@@ -293,6 +293,7 @@ def _recipients(campaign: Campaign) -> dict:
 
 def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int = 200):
     journey = journeys.get_journey(campaign.journey_id)
+    owner_view = not me().is_brand
     contact_rows, contacts_total = [], 0
     q = request.args.get("q", "")
     if campaign.status in ("draft", "rejected") and not me().is_brand:
@@ -311,9 +312,12 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int
         "web/campaign.html", campaign=campaign, journey=journey,
         counts=campaigns.message_counts(campaign.id),
         members=campaigns.member_count(campaign.id), steps=campaigns.step_count(campaign),
-        recipients=_recipients(campaign), contacts=contact_rows, contacts_total=contacts_total,
-        q=q, added=added, excluded=excluded,
-        preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0],
+        # Only the owning partner sees per-recipient rows; brand roles see the aggregates.
+        recipients=_recipients(campaign) if owner_view else None,
+        contacts=contact_rows, contacts_total=contacts_total, q=q, added=added,
+        excluded=excluded,
+        preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0]
+        if owner_view else [],
     ), status
 
 
@@ -374,9 +378,10 @@ def campaign_preview(campaign_id: int):
     overrides: dict | None = {}
     contact_id = request.args.get("contact_id", type=int)
     if contact_id:
-        contact = contacts_service.get_contact(contact_id)
-        if contact is None or contact.partner_id != campaign.partner_id:
+        # A recipient's personalized message is per-recipient data: the owning partner's only.
+        if me().is_brand:
             raise NotFound("Contact not found.")
+        contact = visible(contacts_service.get_contact(contact_id), "Contact")
         overrides = campaigns.member_overrides(campaign.id, contact_id)
     partner = accounts.get_partner(campaign.partner_id)
     composed = compose_message(campaign, step, contact, partner, send_id=None,
