@@ -277,12 +277,11 @@ def flask(args: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"flask {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def run_campaign(recipients: int, sink: Sink, async_commit: bool = False) -> dict:
+def run_campaign(recipients: int, sink: Sink) -> dict:
     """Run one campaign in a fresh interpreter state; return its measurements."""
     url = reset_database()
     with tempfile.TemporaryDirectory() as stats_dir, tempfile.TemporaryDirectory() as inst:
         env = env_for(url, sink.port, stats_dir, inst)
-        env["LEDGER_ASYNC_COMMIT"] = "1" if async_commit else ""
         # Data setup runs in a child so this process stays small and import-free.
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
@@ -301,7 +300,6 @@ def run_campaign(recipients: int, sink: Sink, async_commit: bool = False) -> dic
     busy = {k: sum(s.get(k, 0.0) for s in stats) for k in ("render", "mime", "smtp", "db")}
     total_busy = sum(busy.values()) or 1.0
     return {
-        "mode": "async commit" if async_commit else "durable commit",
         "recipients": recipients, "sent": sent, "seconds": elapsed,
         "schedule_seconds": scheduled - started, "rate": sent / elapsed,
         "shares": {k: v / total_busy for k, v in busy.items()},
@@ -315,24 +313,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, action="append",
                         help="campaign sizes to run (default: 10000 and 100000)")
-    parser.add_argument("--no-async", action="store_true",
-                        help="skip the extra run with LEDGER_ASYNC_COMMIT=1")
     args = parser.parse_args()
     sizes = args.recipients or [10_000, 100_000]
     sink = Sink()
     print(f"sink: {sink.kind} on port {sink.port}; {WORKERS} worker processes, "
           f"batches of {BATCH}; PostgreSQL {DB_NAME}, Redis {REDIS_URL}")
     results = []
-    runs = [(size, False) for size in sizes]
-    if not args.no_async:
-        runs.append((sizes[-1], True))
     try:
-        for size, async_commit in runs:
-            result = run_campaign(size, sink, async_commit)
+        for size in sizes:
+            result = run_campaign(size, sink)
             results.append(result)
             shares = ", ".join(f"{k} {v:.0%}" for k, v in result["shares"].items())
-            print(f"{result['mode']:>14}, {size:>7} recipients: {result['sent']} sent in "
-                  f"{result['seconds']:.1f} s "
+            print(f"{size:>7} recipients: {result['sent']} sent in {result['seconds']:.1f} s "
                   f"(scheduler {result['schedule_seconds']:.1f} s) = {result['rate']:.0f} msgs/s"
                   f" | worker busy {result['busy_seconds']:.1f} s: {shares}"
                   f" | peak RSS per worker (MB): {result['peak_rss_mb']}"
@@ -340,17 +332,13 @@ def main() -> int:
         base = baseline(sink.port, results[-1]["sample"], 20_000)
     finally:
         sink.stop()
-    durable = [r for r in results if r["mode"] == "durable commit"]
-    best = durable[-1]
+    best = results[-1]
     print(f"baseline: raw smtplib, one prebuilt {best['message_bytes']}-byte message, "
           f"{WORKERS} processes: {base:.0f} msgs/s")
     print(f"pipeline / baseline = {best['rate'] / base:.2f} "
           f"(end to end incl. scheduling, rendering, MIME, ledger commits)")
-    for fast in (r for r in results if r["mode"] == "async commit"):
-        print(f"LEDGER_ASYNC_COMMIT=1: {fast['rate']:.0f} msgs/s "
-              f"({fast['rate'] / best['rate']:.2f}x the durable default)")
-    if len(durable) > 1:
-        small, large = durable[0], durable[-1]
+    if len(results) > 1:
+        small, large = results[0], results[-1]
         print(f"memory: peak RSS {max(small['peak_rss_mb'])} MB at {small['recipients']} vs "
               f"{max(large['peak_rss_mb'])} MB at {large['recipients']} recipients")
     ok = all(r["sent"] == r["recipients"] for r in results)

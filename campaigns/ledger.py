@@ -26,8 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
@@ -518,11 +517,6 @@ def record_outcomes(
     """
     now = clock.now()
     _sources(("claimed", "sent"), ("claimed", "retry"), ("claimed", "failed"))
-    if db.engine.dialect.name == "postgresql" and current_app.config.get("LEDGER_ASYNC_COMMIT"):
-        # Opt-in: a worker killed after this commit still never resends these rows, but not
-        # waiting for the WAL flush (~4 ms per commit here) means a crash of PostgreSQL itself
-        # could forget the last ~0.2 s of outcomes, and those messages would be sent again.
-        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     groups: dict[str, list[dict]] = defaultdict(list)
     sent: list[Claimed] = []
     hard_bounces: list[str] = []

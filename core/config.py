@@ -30,8 +30,6 @@ SETTINGS: list[tuple[str, str | None, str]] = [
     ("RATE_LIMIT_GLOBAL", "0", "Max messages per second for all partners (0 = unlimited)"),
     ("RATE_LIMIT_PARTNER", "0", "Max messages per second per partner (0 = unlimited)"),
     ("SNS_TOPIC_ARNS", "", "Comma-separated SNS topic ARNs accepted by /webhooks/ses"),
-    ("LEDGER_ASYNC_COMMIT", "", "1 = record send outcomes without waiting for PostgreSQL's WAL "
-     "flush: faster, but a PostgreSQL crash may resend the last ~0.2 s of mail"),
     ("SMTP_TIMEOUT", "30", "Seconds before an SMTP connection attempt or command gives up"),
 ]
 
@@ -49,7 +47,6 @@ def load_config(instance_path: str) -> dict:
         cfg["OUTBOX_DIR"] = str(Path(instance_path) / "outbox")
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _instance_secret(Path(instance_path))
-    cfg["LEDGER_ASYNC_COMMIT"] = cfg["LEDGER_ASYNC_COMMIT"] in ("1", "true", "yes", "on")
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     cfg["SESSION_COOKIE_HTTPONLY"] = True
