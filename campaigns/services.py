@@ -40,6 +40,9 @@ QUICK_SEND_FIELDS = frozenset({"journey_id", "contact_ids", "slot_values", "send
 MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>|\{\{|\{%")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MESSAGE_STATUS = {"claimed": "sending"}
+# API.md's message states: a row waiting for its retry is still queued (attempts and
+# last_error say why); skipped and cancelled are Lastmile's additions.
+MESSAGE_API_STATUS = {"claimed": "sending", "retry": "queued"}
 COUNT_KEYS = ("queued", "sending", "retry", "sent", "failed", "suppressed", "skipped",
               "cancelled")
 
@@ -651,7 +654,8 @@ def message_json(send: Send) -> dict:
     """Serialize one message (send row) for the API."""
     return {
         "id": send.id,
-        "status": MESSAGE_STATUS.get(send.status, send.status),
+        "status": MESSAGE_API_STATUS.get(send.status, send.status),
+        "next_attempt_at": send.due_at.isoformat() if send.status == "retry" else None,
         "status_reason": send.status_reason,
         "attempts": send.attempts,
         "last_error": send.last_error,

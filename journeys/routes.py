@@ -73,13 +73,20 @@ def list_templates():
 @bp.get("/api/templates/<int:template_id>")
 @require_roles(*BRAND)
 def get_template(template_id: int):
-    if "version" in request.args:
-        try:
-            number = int(request.args["version"])
-        except ValueError as exc:
-            raise BadRequest("version must be a whole number.") from exc
+    number = _version_arg()
+    if number is not None:
         return jsonify(version_json(services.get_version(template_id, number)))
     return jsonify(template_json(template_id))
+
+
+def _version_arg() -> int | None:
+    """Return `?version=N` as an int (None when absent); anything else is a 400."""
+    if "version" not in request.args:
+        return None
+    try:
+        return int(request.args["version"])
+    except ValueError as exc:
+        raise BadRequest("version must be a whole number.") from exc
 
 
 @bp.put("/api/templates/<int:template_id>")
@@ -113,8 +120,7 @@ def preview_inputs(args) -> tuple[dict, dict]:
 @bp.get("/api/templates/<int:template_id>/preview")
 @require_roles(*BRAND)
 def preview_template(template_id: int):
-    number = request.args.get("version", type=int)
-    version = services.get_version(template_id, number)
+    version = services.get_version(template_id, _version_arg())
     slot_values, contact = preview_inputs(request.args)
     sender = {"name": current_user().name or "Your Name", "reply_to": current_user().email}
     brand = brand_context()

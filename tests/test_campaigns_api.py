@@ -334,3 +334,10 @@ def test_message_status_is_partner_scoped(world):
     assert world["api_b"].get(f"/api/messages/{send.id}").status_code == 404
     assert world["api_a"].get("/api/messages/999999").status_code == 404
     assert world["brand"].get(f"/api/messages/{send.id}").status_code == 200
+    # A row waiting for a retry is still queued in API.md's terms, with the error and time.
+    send.status, send.attempts, send.last_error = "retry", 1, "451 try later"
+    db.session.commit()
+    retrying = world["api_a"].get(f"/api/messages/{send.id}").json
+    assert (retrying["status"], retrying["attempts"], retrying["last_error"]) == (
+        "queued", 1, "451 try later")
+    assert retrying["next_attempt_at"] == send.due_at.isoformat()

@@ -180,6 +180,15 @@ def test_preview_escapes_values_and_reports_lock(marketer, published_template):
     assert "sandbox" in response.headers["Content-Security-Policy"]
 
 
+def test_version_argument_must_be_a_number(marketer, published_template):
+    for path in (f"/api/templates/{published_template}?version=abc",
+                 f"/api/templates/{published_template}/preview?version=abc"):
+        response = marketer.get(path)
+        assert response.status_code == 400, path
+        assert response.json["error"]["code"] == "bad_request"
+    assert marketer.get(f"/api/templates/{published_template}?version=9").status_code == 404
+
+
 def test_preview_rejects_values_breaking_constraints(marketer, published_template):
     response = marketer.get(
         f"/api/templates/{published_template}/preview",

@@ -151,7 +151,7 @@ def _recipients(items: list | None) -> list[str]:
 
 def handle_ses_notification(body: dict, message_id: str) -> dict:
     """Apply one SES notification: suppress addresses, record events; return a summary."""
-    from campaigns.services import suppress_email
+    from campaigns.services import add_suppressions
 
     kind = body.get("notificationType") or body.get("eventType") or ""
     mail = body.get("mail") or {}
@@ -172,9 +172,10 @@ def handle_ses_notification(body: dict, message_id: str) -> dict:
     elif kind == "Delivery":
         hit_kind = "delivery"
     if reason:
-        for address in addresses:
-            suppress_email(address, reason, detail=f"SES {kind.lower()} {message_id}")
-            summary["suppressed"].append(address)
+        # No commit here: the suppressions, the MessageId and the events land together, so a
+        # failure leaves nothing half-applied and SNS's retry is processed in full.
+        add_suppressions(addresses, reason, detail=f"SES {kind.lower()} {message_id}")
+        summary["suppressed"].extend(addresses)
     if send is not None and hit_kind:
         apply_hits([Hit(hit_kind, send.id, now, key=f"sns:{message_id}")])
     return summary
