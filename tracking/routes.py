@@ -1,7 +1,7 @@
-"""HTTP routes: public tracking (/t, /u), the SES webhook and the analytics API.
+"""HTTP routes: unsubscribe (/u), the SES webhook and the analytics API.
 
-/t/o and /t/c are normally answered by the WSGI fast path (tracking.wsgi.wrap); these Flask
-views give the same answers through the same recorder when the fast path is not mounted.
+Opens and clicks (/t/o, /t/c) never reach Flask: create_app mounts tracking.wsgi's fast path
+in front of it, which answers them with one Redis round trip.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from core.errors import NotFound
 from core.validate import page_args
 from journeys.models import Journey
 from tracking import analytics, services, sns
-from tracking.wsgi import NO_CACHE, PIXEL, handle_click
+from tracking.wsgi import NO_CACHE
 
 bp = Blueprint("tracking", __name__)
 
@@ -24,25 +24,6 @@ bp = Blueprint("tracking", __name__)
 def _client() -> tuple[str, str]:
     return request.headers.get("User-Agent", ""), request.remote_addr or ""
 
-
-@bp.get("/t/o/<token>", merge_slashes=False)
-def track_open(token: str):
-    ua, ip = _client()
-    services.get_recorder(current_app).open(token, ua, ip)
-    return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
-
-
-@bp.get("/t/c/<token>", merge_slashes=False)
-def track_click(token: str):
-    ua, ip = _client()
-    captured: dict = {}
-
-    def start_response(status: str, headers: list) -> None:
-        captured["status"], captured["headers"] = status, headers
-
-    body = b"".join(handle_click(services.get_recorder(current_app), token, ua, ip,
-                                 start_response))
-    return Response(body, status=captured["status"], headers=captured["headers"])
 
 
 def _unsubscribe_send(token: str):  # noqa: ANN202

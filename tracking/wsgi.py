@@ -32,6 +32,9 @@ HONEYPOT_BODY = b"OK\n"
 HONEYPOT_HEADERS = [("Content-Type", "text/plain; charset=utf-8"),
                     ("Content-Length", str(len(HONEYPOT_BODY))), *NO_CACHE]
 UNAVAILABLE_BODY = b"Temporarily unavailable\n"
+METHOD_BODY = b"Method not allowed\n"
+METHOD_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Allow", "GET, HEAD"),
+                  ("Content-Length", str(len(METHOD_BODY))), *NO_CACHE]
 
 StartResponse = Callable[..., object]
 
@@ -101,14 +104,16 @@ class TrackingFastPath:
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
-        if path.startswith("/t/") and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            kind, token = path[3:4], path[5:]
-            if path[4:5] == "/" and kind in ("o", "c"):
-                ua = environ.get("HTTP_USER_AGENT", "")
-                ip = environ.get("REMOTE_ADDR", "")
-                if kind == "o":
-                    return handle_open(self.recorder(), token, ua, ip, start_response)
-                return handle_click(self.recorder(), token, ua, ip, start_response)
+        if path.startswith(("/t/o/", "/t/c/")):
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                start_response("405 Method Not Allowed", METHOD_HEADERS)
+                return [METHOD_BODY]
+            token = path[5:]
+            ua = environ.get("HTTP_USER_AGENT", "")
+            ip = environ.get("REMOTE_ADDR", "")
+            if path[3] == "o":
+                return handle_open(self.recorder(), token, ua, ip, start_response)
+            return handle_click(self.recorder(), token, ua, ip, start_response)
         return self.inner(environ, start_response)
 
 
@@ -120,7 +125,7 @@ def wrap(app: Flask) -> Flask:
 
 
 def create_server_app() -> Flask:
-    """Build the app for a WSGI server with the fast path mounted (gunicorn factory)."""
+    """Build the app for a WSGI server (gunicorn factory); create_app mounts the fast path."""
     from app import create_app
 
-    return wrap(create_app())
+    return create_app()
