@@ -304,8 +304,8 @@ INSERT INTO events (send_id, kind, link_index, occurred_at, user_agent, ip, mach
          'Mozilla/5.0', '203.0.113.1', (g / 7) % 10 = 0,
          CASE WHEN (g / 7) % 10 = 0 THEN 'bench' ELSE '' END,
          (s % 200) + 1, (s % 200) + 1, ((s % 200) % 20) + 1, 0
-  FROM (SELECT g, (g % :sends) + 1 AS s FROM generate_series(1, :events) g) x
-  WHERE s % 50 <> 0;
+  FROM (SELECT g, (g % :sends) + 1 AS s FROM generate_series(1, :events * 50 / 49 + 50) g) x
+  WHERE s % 50 <> 0;  -- failed sends (every 50th) get no events; 50/49 keeps the total >= :events
 """
 
 ROLLUP_SQL = """
