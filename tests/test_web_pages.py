@@ -318,6 +318,25 @@ def test_csv_import_runs_in_background_and_reports_rows(client, app):
     assert client.get(status_url).status_code == 404
 
 
+def test_an_import_that_lost_its_thread_reads_as_interrupted(client, app):
+    from datetime import timedelta
+
+    from core import clock
+    from core.db import db
+    from web.models import ImportJob
+
+    partner = make_partner(tier="gold")
+    user, _ = make_user("partner_user", partner, password=PASSWORD)
+    job = ImportJob(partner_id=partner.id, user_id=user.id, filename="big.csv",
+                    path="/nonexistent/big.csv", status="importing", total_bytes=100,
+                    processed_bytes=40, error="", created_at=clock.now() - timedelta(hours=1))
+    db.session.add(job)
+    db.session.commit()
+    login(client, user.email)
+    status = client.get(f"/partner/contacts/imports/{job.id}?format=json").json
+    assert status["status"] == "failed" and "interrupted" in status["message"]
+
+
 def test_add_members_shows_exclusion_reasons(client, app):
     partner = make_partner(tier="gold")
     user, _ = make_user("partner_user", partner, password=PASSWORD)

@@ -11,6 +11,7 @@ import io
 import logging
 import secrets
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +26,9 @@ from web.models import ImportJob
 log = logging.getLogger("lastmile.web.imports")
 _threads: list[threading.Thread] = []
 PROGRESS_EVERY = 256 * 1024  # bytes between progress writes
+# A 50 MB file imports in minutes; a job still unfinished after this long lost its thread
+# (the web process restarted) and is reported as interrupted rather than polled forever.
+STALE_AFTER = timedelta(minutes=30)
 
 
 class _CountingRaw(io.RawIOBase):
@@ -81,6 +85,7 @@ def start_import(partner_id: int, user_id: int, upload) -> ImportJob:
     db.session.commit()
     thread = threading.Thread(target=_run, args=(app, job.id), name=f"import-{job.id}",
                               daemon=True)
+    _threads[:] = [t for t in _threads if t.is_alive()]
     _threads.append(thread)
     thread.start()
     return job
@@ -129,6 +134,10 @@ def _run(app: Flask, job_id: int) -> None:
 def job_json(job: ImportJob) -> dict:
     """Serialize a job for the polling page."""
     total = max(job.total_bytes, 1)
+    if job.status not in ("done", "failed") and clock.now() - job.created_at > STALE_AFTER:
+        return {"id": job.id, "status": "failed", "total": total, "processed": total,
+                "message": "The import was interrupted; please upload the file again.",
+                "result": None, "error": "interrupted"}
     done = job.status in ("done", "failed")
     messages = {"queued": "Waiting to start…", "checking": "Checking the file…",
                 "importing": "Importing contacts…", "done": "Import finished.",
