@@ -93,6 +93,9 @@ def test_journey_report_counts_exactly_and_equals_a_raw_recount(make_api, world)
     assert top == {(0, 0): ("https://brand.example/offer", 2),
                    (0, 1): ("{{ slots.cta_url }}", 2),
                    (1, 2): ("https://brand.example/p?who={{ contact.first_name | urlencode }}", 1)}
+    labels = {t["link_index"]: t["label"] for t in data["top_links"]}
+    assert labels[0] == "https://brand.example/offer"
+    assert labels[1] == "cta url (each campaign's)"
 
 
 def test_journey_analytics_is_brand_only(make_api, world):

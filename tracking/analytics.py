@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -134,11 +135,27 @@ def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  
     report["top_links"] = [
         {"step_index": s, "link_index": i,
          "url": "(hidden honeypot link)" if i == HONEYPOT_LINK else urls.get((s, i), ""),
+         "label": "(hidden honeypot link)" if i == HONEYPOT_LINK
+         else link_label(urls.get((s, i), "")),
          "clicks": int(c.get("clicks", 0)), "unique_clicks": int(c.get("unique_clicks", 0)),
          "machine_clicks": int(c.get("machine_clicks", 0))}
         for (s, i), c in top[:TOP_LINKS]
     ]
     return report
+
+
+_FIELD_LINK = re.compile(r"\{\{\s*(slots|partner|contact|sender|brand)\.(\w+)\s*\}\}")
+_OWNERS = {"slots": "each campaign's", "partner": "each partner's",
+           "contact": "each recipient's", "sender": "each sender's", "brand": "the brand's"}
+
+
+def link_label(url: str) -> str:
+    """Describe a published link for people: a fixed URL as is, a merge-field link by name."""
+    match = _FIELD_LINK.fullmatch(url.strip())
+    if match is None:
+        return url
+    owner, name = match.groups()
+    return f"{name.replace('_', ' ')} ({_OWNERS[owner]})"
 
 
 def journey_report(journey: Journey) -> dict:
