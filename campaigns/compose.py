@@ -17,13 +17,11 @@ from campaigns.models import Campaign, Contact
 from core.db import db
 from core.errors import NotFound
 from journeys.models import JourneyStep, TemplateVersion
+from personalization.context import brand_context
 from tracking.tokens import make_token
 
 _LOOKUP: Any = object()
 
-# A preview without a contact shows these placeholders, never a real person's data.
-SAMPLE_CONTACT = {"email": "alex.sample@example.com", "first_name": "Alex",
-                  "last_name": "Sample", "attributes": {}}
 
 
 @dataclass(frozen=True)
@@ -96,8 +94,7 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
         contact_ctx = contact
     partner_ctx = partner.template_context() if hasattr(partner, "template_context") else partner
     sender = {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to}
-    brand = {"name": str(config.get("BRAND_NAME", "")),
-             "from_email": str(config.get("BRAND_FROM_EMAIL", ""))}
+    brand = brand_context(config)
     values = slot_values_for(campaign, step_index, overrides)
     if send_id is None:
         rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand)

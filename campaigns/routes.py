@@ -7,11 +7,12 @@ from flask import Blueprint, current_app, jsonify, request
 from accounts.auth import ANY, BRAND, PARTNER, current_user, partner_scope, require_roles, visible
 from accounts.models import Partner
 from campaigns import contacts, services
-from campaigns.compose import SAMPLE_CONTACT, compose_message
+from campaigns.compose import compose_message
 from campaigns.models import CAMPAIGN_STATUSES, Campaign
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.validate import json_body, page_args
+from personalization.context import sample_contact
 
 bp = Blueprint("campaigns", __name__)
 
@@ -173,7 +174,7 @@ def preview(campaign_id: int):
     except ValueError as exc:
         raise BadRequest("step must be a whole number.") from exc
     raw_contact = request.args.get("contact_id")
-    contact: object = SAMPLE_CONTACT
+    contact: object = sample_contact()
     if raw_contact:
         try:
             found = contacts.get_contact(int(raw_contact))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from accounts.auth import BRAND, PARTNER, current_user, require_roles
 from accounts.services import get_partner
@@ -11,14 +11,10 @@ from core.validate import json_body, page_args
 from journeys import services
 from journeys.models import Journey, TemplateVersion
 from personalization import render
+from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
 
 bp = Blueprint("journeys", __name__)
 
-SAMPLE_CONTACT = {"email": "sam.sample@example.com", "first_name": "Sam", "last_name": "Sample",
-                  "attributes": {}}
-SAMPLE_PARTNER = {"name": "Sample Partner Co", "tier": "gold", "region": "north",
-                  "logo_url": "", "address": "1 Main Street, Springfield", "phone": "555-0100",
-                  "website": "https://partner.example.com"}
 
 
 def version_json(v: TemplateVersion, *, source: bool = True) -> dict:
@@ -108,7 +104,7 @@ def publish_template(template_id: int):
 def preview_inputs(args) -> tuple[dict, dict]:
     """Split `slot.NAME` and `contact.FIELD` query arguments into slot values and a contact."""
     slot_values = {k[5:]: v for k, v in args.items() if k.startswith("slot.")}
-    contact = dict(SAMPLE_CONTACT, attributes={})
+    contact = sample_contact()
     for key, value in args.items():
         if key.startswith("contact.attributes."):
             contact["attributes"][key[19:]] = value
@@ -123,7 +119,7 @@ def preview_template(template_id: int):
     version = services.get_version(template_id, _version_arg())
     slot_values, contact = preview_inputs(request.args)
     sender = {"name": current_user().name or "Your Name", "reply_to": current_user().email}
-    brand = brand_context()
+    brand = brand_context(current_app.config)
     if version.status == "published":
         from personalization.slots import clean_slot_values
 
@@ -145,14 +141,6 @@ def preview_template(template_id: int):
         "latin-1", "replace")
     response.headers["X-Lastmile-Locked-Regions-Intact"] = "true" if intact else "false"
     return response
-
-
-def brand_context() -> dict:
-    """Return the `brand.*` fields templates see."""
-    from flask import current_app
-
-    return {"name": current_app.config["BRAND_NAME"],
-            "from_email": current_app.config["BRAND_FROM_EMAIL"]}
 
 
 def step_json(step) -> dict:

@@ -6,6 +6,7 @@ allow-list, and nothing here ever treats a value as template source.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ SINGLE_LINE_TYPES = ("url", "image", "choice")
 RICHTEXT_TAGS = {"p", "br", "strong", "em", "b", "i", "u", "a", "ul", "ol", "li"}
 RICHTEXT_ATTRIBUTES = {"a": {"href"}}
 RICHTEXT_SCHEMES = {"http", "https", "mailto"}
+_HREF = re.compile(r'href="([^"]*)"')
 
 
 def sanitize_richtext(value: str) -> str:
@@ -80,6 +82,14 @@ def _value_problem(slot: dict, value: str) -> str | None:
         return url_problem(value, slot.get("allowed_domains") or [])
     if kind == "choice" and value not in slot.get("choices", []):
         return "must be one of: " + ", ".join(slot.get("choices", []))
+    if kind == "richtext" and value and slot.get("allowed_domains"):
+        # Links inside rich text obey the brand's domain rule just as url slots do.
+        for href in _HREF.findall(sanitize_richtext(value)):
+            target = html.unescape(href)
+            if not target.lower().startswith("mailto:"):
+                problem = url_problem(target, slot["allowed_domains"])
+                if problem:
+                    return f"links {problem}"
     return None
 
 
@@ -144,7 +154,7 @@ def validate_slot_schema(slots: Any) -> tuple[list[dict], dict[str, str]]:
             slot["choices"] = list(choices)
         elif "choices" in raw:
             problems[f"{key}.choices"] = "only choice slots have choices"
-        if kind in ("url", "image"):
+        if kind in ("url", "image", "richtext"):
             domains = raw.get("allowed_domains") or []
             if not isinstance(domains, list) or not all(
                 isinstance(d, str) and re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?", d)
@@ -154,7 +164,8 @@ def validate_slot_schema(slots: Any) -> tuple[list[dict], dict[str, str]]:
                 domains = []
             slot["allowed_domains"] = [d.lower().strip(".") for d in domains]
         elif raw.get("allowed_domains"):
-            problems[f"{key}.allowed_domains"] = "only url and image slots have allowed_domains"
+            problems[f"{key}.allowed_domains"] = (
+                "only url, image and richtext slots have allowed_domains")
         default = raw.get("default", "")
         if default is None:
             default = ""

@@ -116,3 +116,17 @@ def test_richtext_is_reduced_to_the_allow_list():
     assert "javascript:" not in cleaned and "style=" not in cleaned and "<iframe" not in cleaned
     assert '<a href="https://acme.com/" rel="noopener noreferrer">ok</a>' in cleaned
     assert "<strong>b</strong>" in cleaned
+
+
+def test_richtext_links_obey_allowed_domains():
+    slots, problems = validate_slot_schema([
+        {"name": "body", "type": "richtext", "label": "Body", "default": "<p>Hi</p>",
+         "allowed_domains": ["brand.example"]}])
+    assert problems == {}
+    ok = clean_slot_values(slots, {
+        "body": '<p>See <a href="https://www.brand.example/a?x=1&amp;y=2">this</a> or '
+                '<a href="mailto:me@else.example">mail me</a></p>'})
+    assert "www.brand.example" in ok["body"]
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(slots, {"body": '<p><a href="https://evil.example/">x</a></p>'})
+    assert "brand.example" in err.value.fields["body"]

@@ -424,3 +424,17 @@ def test_brand_roles_see_campaign_aggregates_but_no_recipient_rows(client, app):
     login(client, user.email)
     body = client.get(f"/partner/campaigns/{campaign.id}").get_data(as_text=True)
     assert "private.person@example.com" in body
+
+
+def test_repeated_failed_sign_ins_are_throttled(client, app):
+    from web.auth_views import LOGIN_FAILURES_PER_EMAIL
+
+    user, _ = make_user("partner_user", make_partner(), password=PASSWORD)
+    for _ in range(LOGIN_FAILURES_PER_EMAIL):
+        assert login(client, user.email, "wrong password").status_code == 401
+    # Even the right password is refused until the window passes.
+    refused = login(client, user.email)
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.get_data(as_text=True)
+    other, _ = make_user("partner_user", make_partner(), password=PASSWORD)
+    assert login(client, other.email).status_code == 302

@@ -19,6 +19,7 @@ from core import clock
 from core.db import db
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
+from personalization.context import brand_context
 from tracking import bots, tokens
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
 
@@ -83,8 +84,7 @@ def compute_link_targets(send_id: int) -> list[str] | None:
         slot_values_for(campaign, send.step_index, member_overrides(campaign.id, contact.id)),
         contact.template_context(), partner.template_context() if partner else {},
         {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
-        {"name": str(cfg.get("BRAND_NAME", "")),
-         "from_email": str(cfg.get("BRAND_FROM_EMAIL", ""))},
+        brand_context(cfg),
         link_url=capture,
         unsubscribe_url=f"{str(cfg['PUBLIC_BASE_URL']).rstrip('/')}/u/{unsubscribe}",
     )

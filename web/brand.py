@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from markupsafe import escape
 
 from accounts.auth import BRAND, require_roles
@@ -34,11 +34,11 @@ STARTER_SLOTS = [
 
 
 def _sample_inputs() -> tuple[dict, dict, dict, dict]:
-    from journeys.routes import SAMPLE_CONTACT, SAMPLE_PARTNER, brand_context
+    from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
 
     user = me()
     sender = {"name": user.name or "Your Name", "reply_to": user.email}
-    return dict(SAMPLE_CONTACT), dict(SAMPLE_PARTNER), sender, brand_context()
+    return sample_contact(), dict(SAMPLE_PARTNER), sender, brand_context(current_app.config)
 
 
 def _source_from_form() -> dict:

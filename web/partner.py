@@ -13,6 +13,7 @@ from campaigns.models import Campaign
 from core.db import db
 from core.errors import DomainError, NotFound
 from journeys import services as journeys
+from personalization.context import brand_context, sample_contact
 from web.base import bp, me, preview_response
 from web.imports import job_json, start_import
 from web.models import ImportJob
@@ -26,8 +27,7 @@ def _partner():
 
 
 def _brand() -> dict:
-    return {"name": current_app.config["BRAND_NAME"],
-            "from_email": current_app.config["BRAND_FROM_EMAIL"]}
+    return brand_context(current_app.config)
 
 
 def _steps(journey, kind: str = "journey") -> list[dict]:
@@ -71,10 +71,9 @@ def journey_thumbnail(journey_id: int):
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
     version = _steps(journey)[0]["version"]
-    from campaigns.compose import SAMPLE_CONTACT
 
     user = me()
-    rendered = render_message(version, clean_slot_values(version.slots, {}), dict(SAMPLE_CONTACT),
+    rendered = render_message(version, clean_slot_values(version.slots, {}), sample_contact(),
                               partner.template_context(),
                               {"name": user.name or partner.name, "reply_to": user.email},
                               _brand())
@@ -162,14 +161,14 @@ def personalize_validate(journey_id: int):
 @require_roles(*PARTNER)
 def personalize_preview(journey_id: int):
     """Render one step for one recipient exactly as the worker would, from unsaved values."""
-    from campaigns.compose import SAMPLE_CONTACT, compose_message
+    from campaigns.compose import compose_message
 
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
     steps = _steps(journey)
     step = request.form.get("preview_step", "0")
     step_index = int(step) if step.isdigit() and int(step) < len(steps) else 0
-    contact: object = dict(SAMPLE_CONTACT)
+    contact: object = sample_contact()
     contact_id = request.form.get("preview_contact", "")
     if contact_id.isdigit():
         contact = visible(contacts_service.get_contact(int(contact_id)), "Contact")
@@ -368,13 +367,13 @@ def campaign_action(campaign_id: int, action: str):
 @bp.get("/partner/campaigns/<int:campaign_id>/preview")
 @require_roles(*ANY)
 def campaign_preview(campaign_id: int):
-    from campaigns.compose import SAMPLE_CONTACT, compose_message
+    from campaigns.compose import compose_message
 
     campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
     step = request.args.get("step", 0, type=int) or 0
     if not 0 <= step < campaigns.step_count(campaign):
         abort(404)
-    contact: object = dict(SAMPLE_CONTACT)
+    contact: object = sample_contact()
     overrides: dict | None = {}
     contact_id = request.args.get("contact_id", type=int)
     if contact_id:

@@ -1,0 +1,57 @@
+"""Count failures per key in fixed windows, shared through Redis when configured.
+
+With REDIS_URL every web node shares one count; without it (embedded mode, one process)
+the counts live in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+_local: dict[str, tuple[int, float]] = {}
+_lock = threading.Lock()
+_clients: dict[str, object] = {}
+
+
+def _redis(config: Mapping):  # noqa: ANN202 - redis.Redis | None
+    url = str(config.get("REDIS_URL") or "")
+    if not url:
+        return None
+    if url not in _clients:
+        import redis
+
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=1)
+    return _clients[url]
+
+
+def failures(config: Mapping, key: str) -> int:
+    """Return how many failures `key` has in its current window."""
+    client = _redis(config)
+    if client is not None:
+        return int(client.get(f"lastmile:throttle:{key}") or 0)
+    with _lock:
+        count, expires = _local.get(key, (0, 0.0))
+        return count if expires > time.monotonic() else 0
+
+
+def record_failure(config: Mapping, key: str, window_seconds: int) -> int:
+    """Count one failure for `key` (the window starts at its first failure); return the count."""
+    client = _redis(config)
+    if client is not None:
+        name = f"lastmile:throttle:{key}"
+        pipe = client.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, window_seconds, nx=True)
+        return int(pipe.execute()[0])
+    with _lock:
+        now = time.monotonic()
+        count, expires = _local.get(key, (0, 0.0))
+        if expires <= now:
+            count, expires = 0, now + window_seconds
+        _local[key] = (count + 1, expires)
+        if len(_local) > 100_000:  # keep memory bounded under a spray of keys
+            for stale in [k for k, (_c, e) in _local.items() if e <= now]:
+                del _local[stale]
+        return count + 1
