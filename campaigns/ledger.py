@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
-from campaigns.states import transition
+from campaigns.states import SENDING, apply
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError
@@ -128,7 +128,7 @@ def schedule_campaign(campaign_id: int) -> int:
     if not steps or steps[0].template_version_id is None:
         raise StateError("The campaign's journey has no published first step.")
     now = clock.now()
-    transition(campaign, "running")
+    apply(campaign, "start")
     if campaign.launched_at is None:
         campaign.launched_at = now
     first = steps[0]
@@ -200,7 +200,7 @@ def complete_if_done(campaign_id: int) -> bool:
     ):
         db.session.rollback()
         return False
-    transition(campaign, "completed")
+    apply(campaign, "complete")
     db.session.commit()
     log.info("campaign %s completed", campaign_id)
     return True
@@ -211,8 +211,8 @@ def pause_campaign(campaign_id: int, reason: str) -> None:
     campaign = db.session.execute(
         select(Campaign).where(Campaign.id == campaign_id).with_for_update()
     ).scalar_one_or_none()
-    if campaign is not None and campaign.status in ("running", "scheduled"):
-        transition(campaign, "paused", reason)
+    if campaign is not None and campaign.status in SENDING:
+        apply(campaign, "pause", reason)
         log.warning("campaign %s paused: %s", campaign_id, reason)
     db.session.commit()
 

@@ -24,7 +24,7 @@ from campaigns.models import (
     Send,
     Suppression,
 )
-from campaigns.states import EDITABLE, transition
+from campaigns.states import EDITABLE, allowed, apply
 from core import clock
 from core.db import db
 from core.errors import NotFound, SlotError, StateError, ValidationError
@@ -294,8 +294,8 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
                 or CONTROL.search(name):
             raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
         campaign.name = name.strip()
-    if campaign.status == "rejected":
-        transition(campaign, "draft", "edited after rejection")
+    if allowed(campaign, "edit"):
+        apply(campaign, "edit", "edited after rejection")
     db.session.commit()
     return campaign
 
@@ -457,8 +457,8 @@ def _add_members(campaign: Campaign, contact_ids: Any, overrides: Any) -> dict:
             member = db.session.get(CampaignMember, existing[contact_id])
             if member is not None:
                 member.overrides = stored
-    if campaign.status == "rejected":
-        transition(campaign, "draft", "edited after rejection")
+    if allowed(campaign, "edit"):
+        apply(campaign, "edit", "edited after rejection")
     db.session.flush()
     return {"added": len(rows), "excluded": excluded}
 
@@ -499,7 +499,7 @@ def _schedule(campaign: Campaign) -> None:
 
 
 def _launch(campaign: Campaign) -> str:
-    if campaign.status != "draft":
+    if not allowed(campaign, "schedule"):
         raise StateError(f"Only a draft campaign can be launched; this one is {campaign.status}.",
                          fields={"status": campaign.status})
     if member_count(campaign.id) == 0:
@@ -509,10 +509,10 @@ def _launch(campaign: Campaign) -> str:
     if journey is None or journey.status != "published":
         raise StateError("The journey is no longer published; this campaign cannot launch.")
     if journey.requires_approval:
-        transition(campaign, "pending_approval", "")
+        apply(campaign, "submit")
         db.session.flush()
         return campaign.status
-    transition(campaign, "scheduled", "")
+    apply(campaign, "schedule")
     campaign.launched_at = clock.now()
     _schedule(campaign)
     return campaign.status
@@ -527,10 +527,7 @@ def launch_campaign(campaign: Campaign) -> str:
 
 def approve_campaign(campaign: Campaign, user: User) -> Campaign:
     """Approve a pending campaign (brand roles) and schedule it."""
-    if campaign.status != "pending_approval":
-        raise StateError(f"Only a campaign pending approval can be approved; "
-                         f"this one is {campaign.status}.", fields={"status": campaign.status})
-    transition(campaign, "scheduled", "")
+    apply(campaign, "approve")
     campaign.approved_by = user.id
     campaign.launched_at = clock.now()
     _schedule(campaign)
@@ -544,10 +541,7 @@ def reject_campaign(campaign: Campaign, user: User, reason: Any) -> Campaign:
         raise ValidationError("A rejection needs a reason.", {"reason": "is required"})
     if len(reason) > 2000:
         raise ValidationError("Reason is too long.", {"reason": "at most 2000 characters"})
-    if campaign.status != "pending_approval":
-        raise StateError(f"Only a campaign pending approval can be rejected; "
-                         f"this one is {campaign.status}.", fields={"status": campaign.status})
-    transition(campaign, "rejected", reason.strip())
+    apply(campaign, "reject", reason.strip())
     campaign.approved_by = None
     db.session.commit()
     return campaign
@@ -555,20 +549,14 @@ def reject_campaign(campaign: Campaign, user: User, reason: Any) -> Campaign:
 
 def pause_campaign(campaign: Campaign, reason: str = "paused by user") -> Campaign:
     """Pause a scheduled or running campaign; due sends wait until it resumes."""
-    if campaign.status not in ("scheduled", "running", "paused"):
-        raise StateError(f"A {campaign.status} campaign cannot be paused.",
-                         fields={"status": campaign.status})
-    transition(campaign, "paused", reason)
+    apply(campaign, "pause", reason)
     db.session.commit()
     return campaign
 
 
 def resume_campaign(campaign: Campaign) -> Campaign:
     """Resume a paused campaign."""
-    if campaign.status != "paused":
-        raise StateError(f"Only a paused campaign can be resumed; this one is {campaign.status}.",
-                         fields={"status": campaign.status})
-    transition(campaign, "running", "resumed")
+    apply(campaign, "resume", "resumed")
     db.session.commit()
     return campaign
 
@@ -576,7 +564,7 @@ def resume_campaign(campaign: Campaign) -> Campaign:
 def cancel_campaign(campaign: Campaign, reason: str = "cancelled by user") -> Campaign:
     """Cancel a campaign; its queued and retrying sends are cancelled, sent ones stay."""
     launched = campaign.status not in ("draft", "pending_approval", "rejected")
-    transition(campaign, "cancelled", reason)
+    apply(campaign, "cancel", reason)
     if launched:
         from campaigns.ledger import cancel_campaign_sends
 

@@ -1,7 +1,9 @@
-"""The campaign state machine: one table of allowed moves, one function that applies them.
+"""The campaign state machine: one table of actions, one function that applies them.
 
-Views, services and workers all change a campaign's status through `transition()`, so a
-move that is not in `TRANSITIONS` cannot happen anywhere (it answers 409).
+Each action names the statuses it may start from and the status it leads to, so both "is
+this move legal" and "may this action happen now" are answered here and nowhere else.
+Services and workers change a campaign's status only through `apply()`; an action that is
+not allowed from the current status answers 409.
 """
 
 from __future__ import annotations
@@ -13,20 +15,28 @@ from core.errors import StateError
 if TYPE_CHECKING:
     from campaigns.models import Campaign
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    # draft: being personalized; launch goes to approval or straight to the scheduler.
-    "draft": frozenset({"pending_approval", "scheduled", "cancelled"}),
-    "pending_approval": frozenset({"scheduled", "rejected", "cancelled"}),
-    # A rejected campaign can be edited again (back to draft) or abandoned.
-    "rejected": frozenset({"draft", "cancelled"}),
+_ACTIVE = ("draft", "pending_approval", "rejected", "scheduled", "running", "paused")
+
+# action -> {from status: to status}
+ACTIONS: dict[str, dict[str, str]] = {
+    # Launch: to the brand's approval queue, or straight to the scheduler.
+    "submit": {"draft": "pending_approval"},
+    "schedule": {"draft": "scheduled"},
+    "approve": {"pending_approval": "scheduled"},
+    "reject": {"pending_approval": "rejected"},
+    # A rejected campaign returns to draft as soon as the partner edits it.
+    "edit": {"rejected": "draft"},
+    # The ledger starts sending a scheduled campaign; resume picks it up again.
+    "start": {"scheduled": "running"},
+    # Pausing twice (a second SES quota hit) changes nothing.
+    "pause": {"scheduled": "paused", "running": "paused", "paused": "paused"},
+    "resume": {"paused": "running"},
     # scheduled -> completed covers a launch whose every recipient was excluded.
-    "scheduled": frozenset({"running", "paused", "completed", "cancelled"}),
-    "running": frozenset({"paused", "completed", "cancelled"}),
-    "paused": frozenset({"running", "scheduled", "cancelled"}),
-    "completed": frozenset(),
-    "cancelled": frozenset(),
+    "complete": {"scheduled": "completed", "running": "completed"},
+    "cancel": {**{status: "cancelled" for status in _ACTIVE}, "cancelled": "cancelled"},
 }
 
+STATUSES = frozenset(_ACTIVE) | {"completed", "cancelled"}
 # Statuses in which the partner may still change slot values, sender and members.
 EDITABLE = frozenset({"draft", "rejected"})
 # Statuses in which the scheduler may hand out the campaign's due sends.
@@ -34,28 +44,20 @@ SENDING = frozenset({"scheduled", "running"})
 FINAL = frozenset({"completed", "cancelled"})
 
 
-def can_transition(current: str, to: str) -> bool:
-    """Tell whether a campaign in `current` may move to `to`."""
-    return to in TRANSITIONS.get(current, frozenset())
+def allowed(campaign: Campaign, action: str) -> bool:
+    """Tell whether `action` may be applied to the campaign in its current status."""
+    return campaign.status in ACTIONS[action]
 
 
-def transition(campaign: Campaign, to: str, reason: str = "") -> Campaign:
-    """Move `campaign` to status `to` (no commit; the caller owns the transaction).
-
-    Moving to the status the campaign already has is a no-op (a second SES-quota pause or a
-    repeated cancel changes nothing); any other move not in TRANSITIONS raises StateError.
-    """
-    if to not in TRANSITIONS:
-        raise ValueError(f"unknown campaign status {to!r}")
+def apply(campaign: Campaign, action: str, reason: str = "") -> Campaign:
+    """Apply `action` to `campaign` (no commit; the caller owns the transaction)."""
+    moves = ACTIONS[action]
     current = campaign.status
-    if current == to:
-        return campaign
-    if not can_transition(current, to):
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "none (final)"
-        raise StateError(
-            f"A {current} campaign cannot become {to}; allowed from {current}: {allowed}.",
-            fields={"status": current},
-        )
-    campaign.status = to
-    campaign.status_reason = reason or ""
+    if current not in moves:
+        starts = ", ".join(sorted(moves))
+        raise StateError(f"Cannot {action} a {current} campaign (only from: {starts}).",
+                         fields={"status": current})
+    if moves[current] != current:
+        campaign.status = moves[current]
+        campaign.status_reason = reason or ""
     return campaign

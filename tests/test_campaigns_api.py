@@ -8,7 +8,7 @@ from sqlalchemy import select
 from campaigns import services
 from campaigns.compose import compose_message
 from campaigns.models import Campaign, Send
-from campaigns.states import transition
+from campaigns.states import ACTIONS, apply
 from core.db import db
 from core.errors import StateError
 from tests.builders import (
@@ -258,14 +258,19 @@ def test_pause_resume_cancel(world):
     assert api.delete(f"/api/contacts/{member}").status_code == 409
 
 
-def test_state_table_refuses_disallowed_moves(world):
+def test_state_table_refuses_disallowed_actions(world):
     campaign = make_campaign(world["a"], world["user_a"], make_journey())
-    with pytest.raises(StateError, match="draft campaign cannot become running"):
-        transition(campaign, "running")
-    transition(campaign, "cancelled", "gone")
-    assert transition(campaign, "cancelled").status == "cancelled"  # same status: no-op
-    with pytest.raises(StateError):
-        transition(campaign, "draft")
+    for action in ("start", "approve", "reject", "resume", "complete", "edit", "pause"):
+        with pytest.raises(StateError, match=f"Cannot {action} a draft campaign"):
+            apply(campaign, action)
+    assert campaign.status == "draft"
+    apply(campaign, "cancel", "gone")
+    assert apply(campaign, "cancel").status == "cancelled"  # cancelling twice changes nothing
+    assert campaign.status_reason == "gone"
+    for action in ACTIONS:
+        if action != "cancel":
+            with pytest.raises(StateError):
+                apply(campaign, action)
 
 
 def test_partner_lists_own_campaigns_brand_lists_all(world):
