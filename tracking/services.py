@@ -71,6 +71,8 @@ def compute_link_targets(send_id: int) -> list[str] | None:
     campaign = db.session.get(Campaign, send.campaign_id)
     contact = db.session.get(Contact, send.contact_id)
     partner = db.session.get(Partner, send.partner_id)
+    if campaign is None or contact is None:
+        return []  # nothing left to rebuild the message from: no redirect target
     cfg = current_app.config
     unsubscribe = tokens.make_token(cfg["SECRET_KEY"], "unsubscribe", send.id)
     captured: dict[int, str] = {}
