@@ -18,6 +18,7 @@ from core.db import db
 from core.errors import NotFound
 from journeys.models import JourneyStep, TemplateVersion
 from personalization.context import brand_context
+from tracking.bots import HONEYPOT_LINK
 from tracking.tokens import make_token
 
 _LOOKUP: Any = object()
@@ -107,8 +108,9 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
         def link_url(index: int, _url: str) -> str:
             return f"{base}/t/c/{make_token(secret, 'click', send_id, index)}"
 
+        honeypot = f"{base}/t/c/{make_token(secret, 'click', send_id, HONEYPOT_LINK)}"
         rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand,
                                   link_url=link_url, unsubscribe_url=unsubscribe_url,
-                                  open_pixel_url=pixel_url)
+                                  open_pixel_url=pixel_url, honeypot_url=honeypot)
     return Composed(subject=rendered.subject, html=rendered.html, text=rendered.text,
                     unsubscribe_url=unsubscribe_url, template_version_id=version.id)

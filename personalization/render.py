@@ -299,11 +299,16 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _pixel(url: str) -> Markup:
-    return Markup(  # noqa: S704 - the only dynamic part is escaped
-        f'<img src="{escape(url)}" width="1" height="1" alt="" border="0" '
-        'style="display:block;border:0;width:1px;height:1px;overflow:hidden" />'
-    )
+def _pixel(url: str | None, honeypot_url: str | None = None) -> Markup | str:
+    """Return the open pixel, plus a hidden link no person sees (scanners follow every href)."""
+    if not url:
+        return ""
+    html = (f'<img src="{escape(url)}" width="1" height="1" alt="" border="0" '
+            'style="display:block;border:0;width:1px;height:1px;overflow:hidden" />')
+    if honeypot_url:
+        html += (f'<a href="{escape(honeypot_url)}" style="display:none" aria-hidden="true" '
+                 'tabindex="-1"></a>')
+    return Markup(html)  # noqa: S704 - the only dynamic parts are escaped
 
 
 def _fields(group: str, values: dict | None) -> dict:
@@ -407,10 +412,10 @@ def _fill(part: _Part, chunks: tuple[str, ...], values: dict[str, Any], link: Ca
 
 def _render(frozen: _Frozen, slot_values: dict, contact: dict, partner: dict, sender: dict,
             brand: dict, link_url: Callable[[int, str], str] | None, unsubscribe_url: str,
-            open_pixel_url: str | None) -> Rendered:
+            open_pixel_url: str | None, honeypot_url: str | None = None) -> Rendered:
     stage = _stage1(frozen, slot_values, partner, sender, brand)
     values = {"contact": _contact(contact), "unsubscribe_url": unsubscribe_url,
-              "open_pixel": _pixel(open_pixel_url) if open_pixel_url else ""}
+              "open_pixel": _pixel(open_pixel_url, honeypot_url)}
     resolved: dict[int, str] = {}
     contexts: dict[bool, dict] = {}
 
@@ -452,10 +457,11 @@ def _render(frozen: _Frozen, slot_values: dict, contact: dict, partner: dict, se
 
 def render_message(version: Any, slot_values: dict, contact: dict, partner: dict, sender: dict,
                    brand: dict, *, link_url: Callable[[int, str], str] | None = None,
-                   unsubscribe_url: str = "#", open_pixel_url: str | None = None) -> Rendered:
+                   unsubscribe_url: str = "#", open_pixel_url: str | None = None,
+                   honeypot_url: str | None = None) -> Rendered:
     """Render one recipient's message from a published version's frozen template."""
     return _render(_frozen(version), slot_values or {}, contact, partner, sender, brand,
-                   link_url, unsubscribe_url, open_pixel_url)
+                   link_url, unsubscribe_url, open_pixel_url, honeypot_url)
 
 
 def render_preview(version: Any, slot_values: dict, contact: dict, partner: dict, sender: dict,
@@ -479,7 +485,8 @@ def render_draft(mjml: str, subject: str, preheader: str, slots: list[dict], slo
 def render_reference(version: Any, slot_values: dict, contact: dict, partner: dict,
                      sender: dict, brand: dict, *,
                      link_url: Callable[[int, str], str] | None = None,
-                     unsubscribe_url: str = "#", open_pixel_url: str | None = None) -> Rendered:
+                     unsubscribe_url: str = "#", open_pixel_url: str | None = None,
+                     honeypot_url: str | None = None) -> Rendered:
     """Render with one plain sandboxed Jinja render per part (slow; the fast path's oracle)."""
     slots = {s["name"]: s.get("default", "") or "" for s in version.slots or []}
     slots.update({k: v for k, v in (slot_values or {}).items() if k in slots})
@@ -489,7 +496,7 @@ def render_reference(version: Any, slot_values: dict, contact: dict, partner: di
     base = {"contact": _contact(contact), "partner": _fields("partner", partner),
             "sender": _fields("sender", sender), "brand": _fields("brand", brand),
             "unsubscribe_url": unsubscribe_url,
-            "open_pixel": _pixel(open_pixel_url) if open_pixel_url else ""}
+            "open_pixel": _pixel(open_pixel_url, honeypot_url)}
     resolved: dict[int, str] = {}
 
     def link(index: int) -> str:

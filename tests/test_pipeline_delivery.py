@@ -253,3 +253,26 @@ def test_a_batch_over_its_time_budget_hands_untried_rows_back(app, smtp):
     drain(app)
     assert statuses(launched.campaign_id) == {"sent": 25}
     assert smtp.count() == 25
+
+
+def test_sent_mail_carries_a_hidden_honeypot_that_only_machines_follow(app, smtp):
+    import re
+
+    import redis
+
+    from tracking import ingest
+
+    clock.freeze(T0)
+    launched = launch_campaign(1)
+    drain(app)
+    html, _text = _html_and_text(smtp.parsed()[0])
+    hidden = re.findall(r'<a\s+href="([^"]+)"\s+style="display:none"\s+aria-hidden="true"', html)
+    assert len(hidden) == 1
+    path = hidden[0].split("://", 1)[1].split("/", 1)[1]
+    response = app.test_client().get("/" + path, headers={"User-Agent": "Mozilla/5.0 (X11)"})
+    assert response.status_code == 200 and "Location" not in response.headers
+    ingest.drain_all(redis.Redis.from_url(app.config["REDIS_URL"]))
+    (event,) = db.session.execute(select(Event).where(Event.kind == "click")).scalars()
+    assert (event.machine, event.machine_reason) == (True, "honeypot_link")
+    assert event.send_id == db.session.scalar(
+        select(Send.id).where(Send.campaign_id == launched.campaign_id))
