@@ -30,10 +30,10 @@ from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
-from campaigns.states import SENDING, apply
+from campaigns.states import allowed, apply
 from core import clock
 from core.db import db
-from core.errors import NotFound, StateError
+from core.errors import StateError
 from journeys.models import JourneyStep
 from tracking.models import Event
 
@@ -113,17 +113,40 @@ def _step_plan(journey_id: int) -> list[tuple[int | None, float]]:
     return cache[journey_id]
 
 
-def schedule_campaign(campaign_id: int) -> int:
-    """Move a campaign to running and queue step 0 for every member (no commit); return count.
+def start_scheduled_campaigns(limit: int = 20) -> int:
+    """Start campaigns launched or approved since the last tick; return how many started.
 
-    The caller owns the transaction (launch and approve commit it), so the campaign's status
-    and its first sends become visible together.
+    Launch and approve only move a campaign to `scheduled`, so the request answers at once;
+    queuing step 0 for every member (one INSERT ... SELECT, seconds for 100k members) is the
+    scheduler's job. Each campaign starts in its own transaction.
+    """
+    ids = db.session.scalars(select(Campaign.id).where(Campaign.status == "scheduled")
+                             .order_by(Campaign.id).limit(limit)).all()
+    db.session.rollback()
+    started = 0
+    for campaign_id in ids:
+        try:
+            if schedule_campaign(campaign_id):
+                started += 1
+            db.session.commit()
+        except StateError as err:
+            db.session.rollback()
+            log.error("campaign %s cannot start: %s", campaign_id, err.message)
+    return started
+
+
+def schedule_campaign(campaign_id: int) -> int:
+    """Move a scheduled campaign to running and queue step 0 for every member; return count.
+
+    No commit: the caller commits, so the status and the first sends become visible together.
+    A campaign another scheduler holds or has already started is skipped (returns 0).
     """
     campaign = db.session.execute(
-        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+        select(Campaign).where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+        .with_for_update(skip_locked=True)
     ).scalar_one_or_none()
     if campaign is None:
-        raise NotFound("No such campaign.")
+        return 0
     steps = _steps(campaign.journey_id)
     if not steps or steps[0].template_version_id is None:
         raise StateError("The campaign's journey has no published first step.")
@@ -211,7 +234,7 @@ def pause_campaign(campaign_id: int, reason: str) -> None:
     campaign = db.session.execute(
         select(Campaign).where(Campaign.id == campaign_id).with_for_update()
     ).scalar_one_or_none()
-    if campaign is not None and campaign.status in SENDING:
+    if campaign is not None and allowed(campaign, "pause"):
         apply(campaign, "pause", reason)
         log.warning("campaign %s paused: %s", campaign_id, reason)
     db.session.commit()

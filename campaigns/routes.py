@@ -198,10 +198,8 @@ def preview(campaign_id: int):
 @require_roles(*PARTNER)
 def launch(campaign_id: int):
     campaign = _campaign(campaign_id)
-    status = services.launch_campaign(campaign)
-    # API.md: "scheduled" means accepted for sending (the scheduler may already be running it).
-    shown = "pending_approval" if status == "pending_approval" else "scheduled"
-    return jsonify({"id": campaign.id, "status": shown, "campaign_status": campaign.status}), 202
+    status = services.launch_campaign(campaign)  # "scheduled" or "pending_approval"
+    return jsonify({"id": campaign.id, "status": status}), 202
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/approve")

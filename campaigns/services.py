@@ -491,13 +491,6 @@ def member_overrides(campaign_id: int, contact_id: int) -> dict:
 # --------------------------------------------------------------------------- launch & approvals
 
 
-def _schedule(campaign: Campaign) -> None:
-    from campaigns.ledger import schedule_campaign
-
-    db.session.flush()
-    schedule_campaign(campaign.id)
-
-
 def _launch(campaign: Campaign) -> str:
     if not allowed(campaign, "schedule"):
         raise StateError(f"Only a draft campaign can be launched; this one is {campaign.status}.",
@@ -512,9 +505,10 @@ def _launch(campaign: Campaign) -> str:
         apply(campaign, "submit")
         db.session.flush()
         return campaign.status
+    # The scheduler queues the first step on its next tick (ledger.start_scheduled_campaigns):
+    # a launch answers at once however many members the campaign has.
     apply(campaign, "schedule")
     campaign.launched_at = clock.now()
-    _schedule(campaign)
     return campaign.status
 
 
@@ -530,7 +524,6 @@ def approve_campaign(campaign: Campaign, user: User) -> Campaign:
     apply(campaign, "approve")
     campaign.approved_by = user.id
     campaign.launched_at = clock.now()
-    _schedule(campaign)
     db.session.commit()
     return campaign
 

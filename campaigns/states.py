@@ -28,8 +28,9 @@ ACTIONS: dict[str, dict[str, str]] = {
     "edit": {"rejected": "draft"},
     # The ledger starts sending a scheduled campaign; resume picks it up again.
     "start": {"scheduled": "running"},
-    # Pausing twice (a second SES quota hit) changes nothing.
-    "pause": {"scheduled": "paused", "running": "paused", "paused": "paused"},
+    # Pausing twice (a second SES quota hit) changes nothing. A scheduled campaign starts
+    # within a scheduler tick; there is nothing to pause before it does.
+    "pause": {"running": "paused", "paused": "paused"},
     "resume": {"paused": "running"},
     # scheduled -> completed covers a launch whose every recipient was excluded.
     "complete": {"scheduled": "completed", "running": "completed"},

@@ -64,8 +64,9 @@ def enqueue_batches(queue: Queue, batches: list[list[int]]) -> int:
 
 
 def housekeeping() -> dict[str, int]:
-    """Reap expired leases, tidy cancelled campaigns, complete finished ones; return counts."""
+    """Start scheduled campaigns, reap expired leases, tidy and complete; return counts."""
     counts = {
+        "started": ledger.start_scheduled_campaigns(),
         "reaped": ledger.reap_expired_leases(),
         "tidied": ledger.tidy_stopped_campaigns(),
         "completed": sum(ledger.complete_if_done(cid) for cid in ledger.running_campaign_ids()),

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from campaigns import services
 from campaigns.compose import compose_message
+from campaigns.ledger import start_scheduled_campaigns
 from campaigns.models import Campaign, Send
 from campaigns.states import ACTIONS, apply
 from core.db import db
@@ -193,6 +194,10 @@ def test_launch_schedules_sends_and_counts_them(world):
     launched = api.post(f"/api/campaigns/{campaign.id}/launch")
     assert launched.status_code == 202, launched.json
     assert launched.json["status"] == "scheduled"
+    # The launch answers at once; the scheduler's next tick queues the first step.
+    detail = api.get(f"/api/campaigns/{campaign.id}").json
+    assert detail["status"] == "scheduled" and detail["messages"]["total"] == 0
+    assert start_scheduled_campaigns() == 1 and start_scheduled_campaigns() == 0
     detail = api.get(f"/api/campaigns/{campaign.id}").json
     assert detail["status"] == "running" and detail["members"] == 3
     assert detail["messages"]["queued"] == 3 and detail["messages"]["sent"] == 0
@@ -233,7 +238,8 @@ def test_approval_flow(world):
     assert brand.get(f"/api/campaigns/{campaign.id}/changes").json["steps"] == []
     approved = brand.post(f"/api/campaigns/{campaign.id}/approve")
     assert approved.status_code == 200
-    assert approved.json["status"] == "running"
+    assert approved.json["status"] == "scheduled"
+    start_scheduled_campaigns()
     assert api.get(f"/api/campaigns/{campaign.id}").json["messages"]["queued"] == 2
     assert brand.post(f"/api/campaigns/{campaign.id}/approve").status_code == 409
 
@@ -245,6 +251,8 @@ def test_pause_resume_cancel(world):
     api = world["api_a"]
     assert api.post(f"/api/campaigns/{campaign.id}/pause").status_code == 409  # draft
     api.post(f"/api/campaigns/{campaign.id}/launch")
+    assert api.post(f"/api/campaigns/{campaign.id}/pause").status_code == 409  # not started
+    start_scheduled_campaigns()
     assert api.post(f"/api/campaigns/{campaign.id}/pause").json["status"] == "paused"
     assert api.post(f"/api/campaigns/{campaign.id}/resume").json["status"] == "running"
     assert world["api_b"].post(f"/api/campaigns/{campaign.id}/cancel").status_code == 404
@@ -303,6 +311,7 @@ def test_quick_send(world):
     assert sent.json["excluded"] == [{"contact_id": quiet.id, "reason": "no_consent"}]
     campaign = db.session.get(Campaign, sent.json["campaign_id"])
     assert (campaign.kind, list(campaign.slot_values)) == ("quick_send", ["0"])
+    start_scheduled_campaigns()
     sends = db.session.scalars(select(Send).where(Send.campaign_id == campaign.id)).all()
     assert [(s.step_index, s.contact_id) for s in sends] == [(0, ok.id)]
     bad_slot = api.post("/api/quick-sends", json={
@@ -327,6 +336,7 @@ def test_message_status_is_partner_scoped(world):
     contact = make_contact(a)
     campaign = make_campaign(a, world["user_a"], make_journey(), [contact])
     world["api_a"].post(f"/api/campaigns/{campaign.id}/launch")
+    start_scheduled_campaigns()
     send = db.session.scalar(select(Send))
     send.status = "claimed"
     db.session.commit()

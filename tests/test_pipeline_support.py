@@ -24,7 +24,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from accounts.models import Partner, User
-from campaigns import services
+from campaigns import ledger, services
 from campaigns.models import Campaign, Contact, Send
 from campaigns.worker import make_worker, scheduler_tick, send_queue
 from core import clock
@@ -168,6 +168,7 @@ def launch_campaign(
     })
     services.add_members(campaign, [c.id for c in contacts])
     services.launch_campaign(campaign)
+    ledger.start_scheduled_campaigns()  # the scheduler's first tick queues step 0
     return Launched(campaign.id, journey.id, partner, user, contacts, version_ids)
 
 

@@ -373,7 +373,7 @@ def test_outbox_lists_and_shows_messages(client, app, marketer):
 def test_outbox_shows_a_partner_only_its_own_mail(client, app):
     from sqlalchemy import select
 
-    from campaigns import services
+    from campaigns import ledger, services
     from campaigns.models import Send
     from core.db import db
     from delivery.outbox import store_eml
@@ -385,7 +385,7 @@ def test_outbox_shows_a_partner_only_its_own_mail(client, app):
         user, _ = make_user("partner_user", partner, password=PASSWORD)
         campaign = make_campaign(partner, user, journey, contacts=[make_contact(partner)])
         services.launch_campaign(campaign)
-        db.session.commit()
+        ledger.start_scheduled_campaigns()
         send_id = db.session.scalar(select(Send.id).where(Send.campaign_id == campaign.id))
         mail = f"Subject: outbox-{label}\r\nTo: x@example.com\r\n\r\nbody\r\n".encode()
         stored[label] = (user, store_eml(app.config["OUTBOX_DIR"], mail, send_id))
