@@ -435,6 +435,13 @@ def _import_rows(partner_id: int, text: IO[str], report: ImportReport) -> Import
         raise ValidationError("The file has no header row.", fields={"file": "has no header row"})
     keys = _parse_header(header)
     chunk: dict[str, dict] = {}
+    # psycopg prepares a statement after a few runs, and PostgreSQL may then keep a generic
+    # plan made while this import's table was still small: a scan, reused for every later
+    # chunk (100k rows took 112 s). Planning each chunk's lookup afresh keeps it an index scan.
+    driver = db.session.connection().connection.driver_connection
+    threshold = getattr(driver, "prepare_threshold", None)
+    if threshold is not None:
+        driver.prepare_threshold = None
     try:
         for line, fields in rows:
             if not fields or not any(f.strip() for f in fields):
@@ -458,4 +465,7 @@ def _import_rows(partner_id: int, text: IO[str], report: ImportReport) -> Import
     except Exception:
         db.session.rollback()
         raise
+    finally:
+        if threshold is not None:
+            driver.prepare_threshold = threshold
     return report
