@@ -44,7 +44,8 @@ test: $(DEV_STAMP) services browser
 
 bench: $(DEV_STAMP) services
 	@{ command -v smtp-sink || test -x /usr/sbin/smtp-sink; } >/dev/null || { echo "installing postfix for its smtp-sink (bench SMTP sink)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null) \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null \
+	   && { postfix stop >/dev/null 2>&1 || true; }) \
 	  || echo "smtp-sink unavailable: bench/send.py falls back to its asyncio sink"; }
 	$(PY) bench/run_all.py
 

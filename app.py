@@ -57,4 +57,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from tracking import wsgi as tracking_wsgi
 
     tracking_wsgi.wrap(app)
+    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    if hops:
+        # Behind a load balancer the client is in X-Forwarded-For; trust exactly `hops` of them.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app

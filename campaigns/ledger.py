@@ -113,12 +113,13 @@ def _step_plan(journey_id: int) -> list[tuple[int | None, float]]:
     return cache[journey_id]
 
 
-def start_scheduled_campaigns(limit: int = 20) -> int:
+def start_scheduled_campaigns(limit: int = 5) -> int:
     """Start campaigns launched or approved since the last tick; return how many started.
 
     Launch and approve only move a campaign to `scheduled`, so the request answers at once;
     queuing step 0 for every member (one INSERT ... SELECT, seconds for 100k members) is the
-    scheduler's job. Each campaign starts in its own transaction.
+    scheduler's job. Each campaign starts in its own transaction, a few per tick so due mail
+    keeps flowing; one that cannot start is cancelled with the reason, never retried forever.
     """
     ids = db.session.scalars(select(Campaign.id).where(Campaign.status == "scheduled")
                              .order_by(Campaign.id).limit(limit)).all()
@@ -132,7 +133,18 @@ def start_scheduled_campaigns(limit: int = 20) -> int:
         except StateError as err:
             db.session.rollback()
             log.error("campaign %s cannot start: %s", campaign_id, err.message)
+            _give_up(campaign_id, f"Could not start: {err.message}")
+        except Exception:  # noqa: BLE001 - one campaign must not stop the scheduler
+            db.session.rollback()
+            log.exception("campaign %s: starting failed; will try again next tick", campaign_id)
     return started
+
+
+def _give_up(campaign_id: int, reason: str) -> None:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is not None and allowed(campaign, "cancel"):
+        apply(campaign, "cancel", reason)
+        db.session.commit()
 
 
 def schedule_campaign(campaign_id: int) -> int:
@@ -522,7 +534,7 @@ _OWNED_BY_PARAMS = and_(_SENDS.c.id == bindparam("b_id"), _SENDS.c.status == "cl
 # "no such user" mark a synchronous hard bounce; policy or content rejections do not.
 HARD_BOUNCE = re.compile(
     r"\b5\.1\.(?:1|2|3|10)\b|user unknown|no such (?:user|mailbox)|mailbox (?:does not|doesn't) "
-    r"exist|recipient address rejected|unknown (?:user|recipient)",
+    r"exist|unknown (?:user|recipient)",
     re.IGNORECASE,
 )
 

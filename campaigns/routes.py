@@ -180,7 +180,10 @@ def preview(campaign_id: int):
             found = contacts.get_contact(int(raw_contact))
         except ValueError as exc:
             raise BadRequest("contact_id must be a whole number.") from exc
-        if found is None or found.partner_id != campaign.partner_id:
+        # A recipient's personalized message is per-recipient data: the owning partner's only
+        # (brand roles preview with the sample contact).
+        if found is None or found.partner_id != campaign.partner_id or \
+                partner_scope() != campaign.partner_id:
             raise NotFound("Contact not found.")
         contact = found
     partner = db.session.get(Partner, campaign.partner_id)
@@ -259,6 +262,6 @@ def quick_send():
 
 
 @bp.get("/api/messages/<int:message_id>")
-@require_roles(*ANY)
+@require_roles(*PARTNER)  # a message is per-recipient data: the owning partner's only
 def get_message(message_id: int):
     return jsonify(services.message_json(visible(services.get_send(message_id), "Message")))

@@ -2,7 +2,7 @@
 
 A partner never supplies template source: a campaign stores validated slot *values* per step
 (`{"0": {slot: value}}`) and pins the journey, whose steps pin published template versions.
-Status changes go through `campaigns.states.transition`; the ledger (`campaigns.ledger`)
+Status changes go through `campaigns.states.apply`; the scheduler (`campaigns.ledger`)
 turns a launched campaign into send rows.
 """
 

@@ -32,17 +32,12 @@ ACTIONS: dict[str, dict[str, str]] = {
     # within a scheduler tick; there is nothing to pause before it does.
     "pause": {"running": "paused", "paused": "paused"},
     "resume": {"paused": "running"},
-    # scheduled -> completed covers a launch whose every recipient was excluded.
-    "complete": {"scheduled": "completed", "running": "completed"},
+    "complete": {"running": "completed"},
     "cancel": {**{status: "cancelled" for status in _ACTIVE}, "cancelled": "cancelled"},
 }
 
-STATUSES = frozenset(_ACTIVE) | {"completed", "cancelled"}
 # Statuses in which the partner may still change slot values, sender and members.
 EDITABLE = frozenset({"draft", "rejected"})
-# Statuses in which the scheduler may hand out the campaign's due sends.
-SENDING = frozenset({"scheduled", "running"})
-FINAL = frozenset({"completed", "cancelled"})
 
 
 def allowed(campaign: Campaign, action: str) -> bool:

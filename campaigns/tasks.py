@@ -202,9 +202,9 @@ def deliver_due(
     """Claim up to `limit` due sends (or the given ids) and deliver them; return counts.
 
     The job stops itself once `time_budget` (default: half the lease) is spent, handing the
-    rows it has not tried back to the queue. So it never outlives its lease (another worker
-    would take the rows over) and is never killed by RQ's timeout in the middle of a chunk,
-    where mail already accepted by the server could not be recorded and would go out again.
+    rows it has not tried back to the queue, so it ends long before its lease runs out or RQ's
+    timeout kills it. A kill can still land inside one stalled chunk (every SMTP command has
+    its own timeout); then at most that chunk's accepted mail can go out again.
     """
     stop_at = time.monotonic() + (lease_seconds / 2 if time_budget is None else time_budget)
     from campaigns.compose import compose_message
@@ -324,8 +324,8 @@ def deliver_due(
         # The connection's state is unknown after an error: start afresh next batch. Rows
         # not yet tried go straight back to the queue instead of waiting out their lease.
         drop_backend()
-        db.session.rollback()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the database may be what failed
+            db.session.rollback()
             ledger.release_claims(remaining)
         raise
     log.info("batch of %s: %s", len(claimed), dict(counts))

@@ -1,18 +1,27 @@
 """Count failures per key in fixed windows, shared through Redis when configured.
 
-With REDIS_URL every web node shares one count; without it (embedded mode, one process)
-the counts live in this process.
+With REDIS_URL every web node shares one count; without it (embedded mode, one process), or
+while Redis is unreachable, the counts live in this process: a Redis outage weakens the
+throttle for a while, it never stops anyone from signing in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 import time
 from collections.abc import Mapping
 
+log = logging.getLogger(__name__)
 _local: dict[str, tuple[int, float]] = {}
 _lock = threading.Lock()
 _clients: dict[str, object] = {}
+
+
+def _key(key: str) -> str:
+    # Keys carry user input (an email address): hash them to a fixed, harmless length.
+    return "lastmile:throttle:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _redis(config: Mapping):  # noqa: ANN202 - redis.Redis | None
@@ -22,7 +31,7 @@ def _redis(config: Mapping):  # noqa: ANN202 - redis.Redis | None
     if url not in _clients:
         import redis
 
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=1)
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     return _clients[url]
 
 
@@ -30,7 +39,10 @@ def failures(config: Mapping, key: str) -> int:
     """Return how many failures `key` has in its current window."""
     client = _redis(config)
     if client is not None:
-        return int(client.get(f"lastmile:throttle:{key}") or 0)
+        try:
+            return int(client.get(_key(key)) or 0)
+        except Exception:  # noqa: BLE001 - any Redis failure falls back to local counts
+            log.warning("throttle: Redis unreachable, counting in this process", exc_info=True)
     with _lock:
         count, expires = _local.get(key, (0, 0.0))
         return count if expires > time.monotonic() else 0
@@ -40,11 +52,14 @@ def record_failure(config: Mapping, key: str, window_seconds: int) -> int:
     """Count one failure for `key` (the window starts at its first failure); return the count."""
     client = _redis(config)
     if client is not None:
-        name = f"lastmile:throttle:{key}"
-        pipe = client.pipeline()
-        pipe.incr(name)
-        pipe.expire(name, window_seconds, nx=True)
-        return int(pipe.execute()[0])
+        try:
+            name = _key(key)
+            count = int(client.incr(name))
+            if count == 1:  # the first failure opens the window (works on any Redis version)
+                client.expire(name, window_seconds)
+            return count
+        except Exception:  # noqa: BLE001 - any Redis failure falls back to local counts
+            log.warning("throttle: Redis unreachable, counting in this process", exc_info=True)
     with _lock:
         now = time.monotonic()
         count, expires = _local.get(key, (0, 0.0))

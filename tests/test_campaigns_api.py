@@ -175,8 +175,11 @@ def test_preview_is_exactly_what_the_worker_sends(world, app):
     assert "http://lastmile.test/t/c/" in sent.html and "/t/o/" in sent.html
     token = sent.unsubscribe_url.rsplit("/", 1)[1]
     assert read_token(app.config["SECRET_KEY"], "unsubscribe", token) == (42, None)
-    # The brand may preview too; a foreign contact or the other partner may not.
+    # The brand may preview with the sample contact, never as a recipient; a foreign contact
+    # or the other partner may not preview at all.
     assert world["brand"].get(f"/api/campaigns/{campaign.id}/preview").status_code == 200
+    as_recipient = f"/api/campaigns/{campaign.id}/preview?contact_id={contact.id}"
+    assert world["brand"].get(as_recipient).status_code == 404
     foreign = make_contact(world["b"])
     assert world["api_a"].get(
         f"/api/campaigns/{campaign.id}/preview?contact_id={foreign.id}").status_code == 404
@@ -348,7 +351,7 @@ def test_message_status_is_partner_scoped(world):
         campaign.id, 0, contact.id, contact.email, 0)
     assert world["api_b"].get(f"/api/messages/{send.id}").status_code == 404
     assert world["api_a"].get("/api/messages/999999").status_code == 404
-    assert world["brand"].get(f"/api/messages/{send.id}").status_code == 200
+    assert world["brand"].get(f"/api/messages/{send.id}").status_code == 403  # per-recipient
     # A row waiting for a retry is still queued in API.md's terms, with the error and time.
     send.status, send.attempts, send.last_error = "retry", 1, "451 try later"
     db.session.commit()

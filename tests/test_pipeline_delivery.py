@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from campaigns import ledger, services
-from campaigns.models import Send
+from campaigns.models import Campaign, Send
 from campaigns.services import exclusion_reason
 from campaigns.worker import run_embedded
 from core import clock
 from core.db import db
-from journeys.models import TemplateVersion
+from journeys.models import JourneyStep, TemplateVersion
 from personalization.lock import check_locked_regions
 from tests.test_pipeline_support import (
     T0,
@@ -276,3 +276,55 @@ def test_sent_mail_carries_a_hidden_honeypot_that_only_machines_follow(app, smtp
     assert (event.machine, event.machine_reason) == (True, "honeypot_link")
     assert event.send_id == db.session.scalar(
         select(Send.id).where(Send.campaign_id == launched.campaign_id))
+
+
+def test_a_campaign_that_cannot_start_is_cancelled_and_blocks_nothing(app, smtp):
+    clock.freeze(T0)
+    broken = launch_campaign(2, prefix="broken")
+    good = launch_campaign(2, prefix="good")
+    # Simulate a journey whose first step lost its pinned version; both back to scheduled.
+    for launched in (good, broken):
+        campaign = db.session.get(Campaign, launched.campaign_id)
+        campaign.status = "scheduled"
+        db.session.execute(delete(Send).where(Send.campaign_id == launched.campaign_id))
+    step = db.session.scalar(select(JourneyStep).where(JourneyStep.journey_id == broken.journey_id))
+    step.template_version_id = None
+    db.session.commit()
+    assert ledger.start_scheduled_campaigns(limit=1) == 0  # the broken one comes first
+    assert campaign_status(broken.campaign_id)[0] == "cancelled"
+    assert "Could not start" in campaign_status(broken.campaign_id)[1]
+    assert ledger.start_scheduled_campaigns(limit=1) == 1
+    drain(app)
+    assert statuses(good.campaign_id) == {"sent": 2}
+
+
+def test_a_job_killed_mid_chunk_hands_untried_rows_back(app, smtp, monkeypatch):
+    from campaigns import tasks
+
+    class JobKilled(BaseException):
+        """Stands in for RQ's job timeout, raised inside delivery."""
+
+    clock.freeze(T0)
+    launched = launch_campaign(25)
+    backend = tasks.delivery_backend(app.config)  # the real SMTP backend, kept by the job
+    real_deliver, calls = backend.deliver, []
+
+    def deliver_then_die(messages):
+        calls.append(len(messages))
+        if len(calls) == 2:
+            raise JobKilled
+        return real_deliver(messages)
+
+    monkeypatch.setattr(backend, "deliver", deliver_then_die)
+    with pytest.raises(JobKilled):
+        tasks.deliver_due(limit=25)
+    rows = db.session.execute(select(Send).where(
+        Send.campaign_id == launched.campaign_id).order_by(Send.id)).scalars().all()
+    by_status = {s: [r for r in rows if r.status == s] for s in ("sent", "claimed", "queued")}
+    n = tasks.COMMIT_EVERY
+    # First chunk recorded; the chunk in flight stays claimed (its fate is unknown until the
+    # lease expires); the rest went straight back to the queue without spending an attempt.
+    assert len(by_status["sent"]) == n and smtp.count() == n
+    assert len(by_status["claimed"]) == n
+    assert len(by_status["queued"]) == 25 - 2 * n
+    assert {r.attempts for r in by_status["queued"]} == {0}

@@ -107,6 +107,33 @@ def test_permanent_bounce_suppresses_every_recipient_and_records_the_event(clien
     assert (event.kind, event.send_id) == ("bounce", send.id)
 
 
+def test_an_invalid_recipient_does_not_block_the_valid_ones(client, signer):
+    send = make_sent_message(email="a@example.com")
+    junk = "x@" + "y" * 400 + ".example"
+    msg = notification(signer, bounce(send, ["a@example.com", junk, "not an address\x00"]))
+    assert post(client, msg).status_code == 200
+    suppressed, events, messages, _ = state()
+    assert suppressed == [("a@example.com", "bounced")] and events == 1 and messages == 1
+
+
+def test_a_failure_after_suppressing_leaves_nothing_applied(client, signer, monkeypatch):
+    from tracking import sns as sns_module
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database went away")
+
+    real_apply_hits = sns_module.apply_hits
+    monkeypatch.setattr(sns_module, "apply_hits", broken)
+    send = make_sent_message(email="a@example.com")
+    msg = notification(signer, bounce(send, ["a@example.com", "b@example.com"]))
+    assert post(client, msg).status_code == 500
+    # Nothing half-applied, and the MessageId is not remembered: SNS's retry applies it all.
+    assert state()[:3] == ([], 0, 0)
+    monkeypatch.setattr(sns_module, "apply_hits", real_apply_hits)
+    assert post(client, msg).status_code == 200
+    assert state()[0] == [("a@example.com", "bounced"), ("b@example.com", "bounced")]
+
+
 def test_replayed_message_id_is_a_no_op(client, signer):
     send = make_sent_message(email="a@example.com")
     msg = notification(signer, bounce(send))

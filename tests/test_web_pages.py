@@ -427,14 +427,29 @@ def test_brand_roles_see_campaign_aggregates_but_no_recipient_rows(client, app):
 
 
 def test_repeated_failed_sign_ins_are_throttled(client, app):
-    from web.auth_views import LOGIN_FAILURES_PER_EMAIL
+    from web.auth_views import LOGIN_FAILURES_PER_CLIENT
 
     user, _ = make_user("partner_user", make_partner(), password=PASSWORD)
-    for _ in range(LOGIN_FAILURES_PER_EMAIL):
+    for _ in range(LOGIN_FAILURES_PER_CLIENT):
         assert login(client, user.email, "wrong password").status_code == 401
-    # Even the right password is refused until the window passes.
+    # Even the right password is refused from this client until the window passes.
     refused = login(client, user.email)
     assert refused.status_code == 429
     assert "Too many failed sign-ins" in refused.get_data(as_text=True)
+    # Other clients and other accounts are not locked out by this one's guessing.
+    other_client = app.test_client()
+    other_client.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    assert login(other_client, user.email).status_code == 302
     other, _ = make_user("partner_user", make_partner(), password=PASSWORD)
     assert login(client, other.email).status_code == 302
+
+
+def test_sign_in_still_works_when_redis_is_unreachable(client, app):
+    user, _ = make_user("partner_user", make_partner(), password=PASSWORD)
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        assert login(client, user.email, "wrong password").status_code == 401
+        assert login(client, user.email).status_code == 302
+    finally:
+        app.config["REDIS_URL"] = saved

@@ -139,13 +139,20 @@ def _find_send(mail: dict) -> Send | None:
 
 
 def _recipients(items: list | None) -> list[str]:
+    """Return the valid, normalized addresses named in an SES recipients list."""
+    from campaigns.contacts import InvalidEmail, normalize_email
+
     out = []
-    for item in items or []:
-        address = str((item or {}).get("emailAddress", "")).strip()
+    for item in items if isinstance(items, list) else []:
+        address = str((item or {}).get("emailAddress", "") if isinstance(item, dict) else "")
+        address = address.strip()
         if "<" in address and address.endswith(">"):
             address = address[address.rindex("<") + 1:-1]
-        if "@" in address:
-            out.append(address)
+        try:
+            out.append(normalize_email(address))
+        except InvalidEmail:
+            # One malformed entry must not block the valid ones (SNS would retry forever).
+            log.warning("SES notification names an invalid address; skipped: %r", address[:100])
     return out
 
 

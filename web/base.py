@@ -46,6 +46,11 @@ def _install(state: BlueprintSetupState) -> None:
     csrf.init_app(app)
     app.after_request(_security_headers)
     app.jinja_env.globals["current_user"] = current_user
+    # Pages offer exactly the actions the campaign state table allows, nothing of their own.
+    from campaigns.states import EDITABLE, allowed
+
+    app.jinja_env.globals["campaign_can"] = allowed
+    app.jinja_env.globals["campaign_editable"] = lambda campaign: campaign.status in EDITABLE
 
 
 @bp.errorhandler(Unauthorized)

@@ -37,10 +37,11 @@ def _visible_sends(send_ids: set[int]) -> set[int]:
     scope = partner_scope()
     if scope is None:
         return send_ids
-    if not send_ids:
-        return set()
-    return set(db.session.scalars(
-        select(Send.id).where(Send.id.in_(send_ids), Send.partner_id == scope)))
+    ids, mine = sorted(send_ids), set()
+    for start in range(0, len(ids), 1000):  # keep each IN list well under bind-parameter limits
+        mine.update(db.session.scalars(select(Send.id).where(
+            Send.id.in_(ids[start:start + 1000]), Send.partner_id == scope)))
+    return mine
 
 
 def _message(message_id: str) -> EmailMessage:
