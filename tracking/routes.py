@@ -70,26 +70,27 @@ def _wants_csv() -> bool:
     return request.args.get("format") == "csv"
 
 
+def _report(report: dict, name: str) -> Response:
+    """Answer a report as JSON, or as CSV with `?format=csv`."""
+    if _wants_csv():
+        return _csv(analytics.report_csv(report), name)
+    return jsonify(report)
+
+
 @bp.get("/api/analytics/journeys/<int:journey_id>")
 @require_roles(*BRAND)
 def journey_analytics(journey_id: int):
     journey = db.session.get(Journey, journey_id)
     if journey is None:
         raise NotFound("Journey not found.")
-    report = analytics.journey_report(journey)
-    if _wants_csv():
-        return _csv(analytics.report_csv(report), f"journey-{journey_id}")
-    return jsonify(report)
+    return _report(analytics.journey_report(journey), f"journey-{journey_id}")
 
 
 @bp.get("/api/analytics/campaigns/<int:campaign_id>")
 @require_roles(*ANY_ROLE)
 def campaign_analytics(campaign_id: int):
     campaign = visible(db.session.get(Campaign, campaign_id), "Campaign")
-    report = analytics.campaign_report(campaign)
-    if _wants_csv():
-        return _csv(analytics.report_csv(report), f"campaign-{campaign_id}")
-    return jsonify(report)
+    return _report(analytics.campaign_report(campaign), f"campaign-{campaign_id}")
 
 
 @bp.get("/api/analytics/campaigns/<int:campaign_id>/recipients")
