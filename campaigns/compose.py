@@ -34,6 +34,8 @@ class Composed:
     text: str
     unsubscribe_url: str
     template_version_id: int
+    # With a send: each link's rendered target, by index (where a click on it redirects).
+    link_targets: tuple[str, ...] = ()
 
 
 def step_version(campaign: Campaign, step_index: int) -> TemplateVersion:
@@ -97,6 +99,7 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
     sender = {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to}
     brand = brand_context(config)
     values = slot_values_for(campaign, step_index, overrides)
+    targets: dict[int, str] = {}
     if send_id is None:
         rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand)
         unsubscribe_url = "#"
@@ -105,12 +108,16 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
         secret = str(config["SECRET_KEY"])
         pixel_url, unsubscribe_url = tracking_urls(config, send_id)
 
-        def link_url(index: int, _url: str) -> str:
+        def link_url(index: int, url: str) -> str:
+            targets[index] = url
             return f"{base}/t/c/{make_token(secret, 'click', send_id, index)}"
 
         honeypot = f"{base}/t/c/{make_token(secret, 'click', send_id, HONEYPOT_LINK)}"
         rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand,
                                   link_url=link_url, unsubscribe_url=unsubscribe_url,
                                   open_pixel_url=pixel_url, honeypot_url=honeypot)
+    link_targets = () if send_id is None else tuple(
+        targets.get(i, "") for i in range(len(version.links or [])))
     return Composed(subject=rendered.subject, html=rendered.html, text=rendered.text,
-                    unsubscribe_url=unsubscribe_url, template_version_id=version.id)
+                    unsubscribe_url=unsubscribe_url, template_version_id=version.id,
+                    link_targets=link_targets)

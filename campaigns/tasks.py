@@ -176,16 +176,15 @@ def send_batch(send_ids: list[int]) -> dict[str, int]:
     return deliver_due(send_ids=[int(i) for i in send_ids], limit=len(send_ids))
 
 
-def _headers(config: Mapping, send_id: int, campaign_id: int) -> dict[str, str]:
-    from tracking.tokens import make_token
-
+def _headers(config: Mapping, send_id: int, campaign_id: int,
+             unsubscribe_url: str) -> dict[str, str]:
+    # The header and the body's footer link are one URL (signed once, in compose_message).
     brand_address = str(config["BRAND_FROM_EMAIL"])
     domain = brand_address.rpartition("@")[2] or "localhost"
-    token = make_token(config["SECRET_KEY"], "unsubscribe", send_id)
-    base = str(config["PUBLIC_BASE_URL"]).rstrip("/")
+    token = unsubscribe_url.rsplit("/", 1)[-1]
     return {
         "message_id": f"lastmile.{send_id}.{campaign_id}@{domain}",
-        "list_unsubscribe_url": f"{base}/u/{token}",
+        "list_unsubscribe_url": unsubscribe_url,
         "list_unsubscribe_mailto": (
             f"mailto:{brand_address}?subject={quote('unsubscribe ' + token)}"
         ),
@@ -289,7 +288,8 @@ def deliver_due(
                             html=rendered.html,
                             text=rendered.text,
                             send_id=row.id,
-                            **_headers(config, row.id, row.campaign_id),
+                            **_headers(config, row.id, row.campaign_id,
+                                       rendered.unsubscribe_url),
                         )
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     log.exception("send %s: could not build the message", row.id)

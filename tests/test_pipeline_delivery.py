@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import delete, select
 
@@ -92,6 +94,15 @@ def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp):
         # The sent HTML (tracked links, pixel, unsubscribe token) keeps every locked region.
         assert check_locked_regions(versions[send.template_version_id], html) == []
         assert "http://lastmile.test/t/c/" in html and "http://lastmile.test/t/o/" in html
+        # The header's one-click URL is the very link in the footer.
+        header_url = unsubscribe.split("<", 1)[1].split(">", 1)[0]
+        assert f'href="{header_url}"' in html
+    # A click on a delivered link leads exactly where the message's link pointed.
+    html, _ = _html_and_text(smtp.parsed()[0])
+    click = re.search(r'href="http://lastmile\.test(/t/c/[^"]+)"', html).group(1)
+    response = app.test_client().get(click, headers={"User-Agent": "Mozilla/5.0 (X11)"})
+    assert (response.status_code, response.headers["Location"]) == (
+        302, "https://brand.example/book")
     # Step k+1 was due exactly delay hours after step k went out.
     by_key = {(s.contact_id, s.step_index): s for s in sends.values()}
     for (contact_id, step), send in by_key.items():
@@ -256,8 +267,6 @@ def test_a_batch_over_its_time_budget_hands_untried_rows_back(app, smtp):
 
 
 def test_sent_mail_carries_a_hidden_honeypot_that_only_machines_follow(app, smtp):
-    import re
-
     import redis
 
     from tracking import ingest

@@ -19,7 +19,6 @@ from core import clock
 from core.db import db
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
-from personalization.context import brand_context
 from tracking import bots, tokens
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
 
@@ -53,14 +52,12 @@ def link_key(send_id: int) -> str:
 def compute_link_targets(send_id: int) -> list[str] | None:
     """Render a send's message and return its link targets; None if the send does not exist.
 
-    The message is rendered exactly as the worker renders it (same version, slot values,
-    member overrides and merge fields); each link's target is captured where the renderer
-    would sign it. Only http(s) targets can be redirected to; anything else is ''.
+    The message is composed by the very function the worker sent it with (same version, slot
+    values, member overrides and merge fields), so a click can only lead where the mail's
+    link led. Only http(s) targets can be redirected to; anything else is ''.
     """
     from accounts.models import Partner
-    from campaigns.compose import slot_values_for
-    from campaigns.services import member_overrides
-    from personalization.render import render_message
+    from campaigns.compose import compose_message
 
     send = db.session.get(Send, send_id)
     if send is None:
@@ -70,30 +67,12 @@ def compute_link_targets(send_id: int) -> list[str] | None:
         return []
     campaign = db.session.get(Campaign, send.campaign_id)
     contact = db.session.get(Contact, send.contact_id)
-    partner = db.session.get(Partner, send.partner_id)
     if campaign is None or contact is None:
         return []  # nothing left to rebuild the message from: no redirect target
-    cfg = current_app.config
-    unsubscribe = tokens.make_token(cfg["SECRET_KEY"], "unsubscribe", send.id)
-    captured: dict[int, str] = {}
-
-    def capture(index: int, url: str) -> str:
-        captured[index] = url
-        return url
-
-    render_message(
-        version,
-        slot_values_for(campaign, send.step_index, member_overrides(campaign.id, contact.id)),
-        contact.template_context(), partner.template_context() if partner else {},
-        {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
-        brand_context(cfg),
-        link_url=capture,
-        unsubscribe_url=f"{str(cfg['PUBLIC_BASE_URL']).rstrip('/')}/u/{unsubscribe}",
-    )
-    return [
-        captured[i] if is_http_url(captured.get(i, "")) else ""
-        for i in range(len(version.links))
-    ]
+    composed = compose_message(campaign, send.step_index, contact,
+                               db.session.get(Partner, send.partner_id) or {}, send_id=send.id,
+                               config=current_app.config, version=version)
+    return [url if is_http_url(url) else "" for url in composed.link_targets]
 
 
 def publish_link_targets(send_id: int, urls: list[str], r: redis.Redis | None = None) -> None:
