@@ -25,7 +25,7 @@ from core import clock
 from core.db import db
 from journeys.models import Journey, JourneyStep, TemplateVersion
 from tracking.bots import HONEYPOT_LINK
-from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, SendEngagement
+from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
 
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
               "machine_opens", "machine_clicks", "complaints", "soft_bounces")
@@ -399,3 +399,10 @@ def recount_from_events(*, journey_id: int | None = None, campaign_id: int | Non
         func.sum(case((Event.kind == "complaint", 1), else_=0)).label("complaints"),
     ).where(where)).mappings().one()
     return {k: int(v or 0) for k, v in row.items()}
+
+
+def recent_events(campaign_id: int, limit: int = 20) -> list[Event]:
+    """Return a campaign's latest engagement events, newest first."""
+    return list(db.session.scalars(
+        select(Event).where(Event.campaign_id == campaign_id)
+        .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from flask import Response, render_template
-from sqlalchemy import select
 
 from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
 from campaigns import services as campaigns
-from core.db import db
 from journeys import services as journeys
 from tracking import analytics
-from tracking.models import Event
 from web.base import bp
 
 RECENT_EVENTS = 20
@@ -54,13 +51,6 @@ def _charts(report: dict) -> dict:
     }
 
 
-def recent_events(campaign_id: int) -> list[Event]:
-    """Return a campaign's latest engagement events (user agents shown as text)."""
-    return list(db.session.scalars(
-        select(Event).where(Event.campaign_id == campaign_id)
-        .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(RECENT_EVENTS)))
-
-
 @bp.get("/brand/analytics")
 @require_roles(*BRAND)
 def analytics_home():
@@ -102,8 +92,9 @@ def journey_csv(journey_id: int):
 def campaign_report(campaign_id: int):
     campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
     report = analytics.campaign_report(campaign)
+    events = analytics.recent_events(campaign.id, RECENT_EVENTS)
     return render_template("web/campaign_report.html", campaign=campaign, report=report,
-                           charts=_charts(report), events=recent_events(campaign.id))
+                           charts=_charts(report), events=events)
 
 
 @bp.get("/partner/campaigns/<int:campaign_id>/report.csv")
