@@ -1,4 +1,4 @@
-"""Lastmile application factory."""
+"""Lastmile application factory: the one place every layer is wired together."""
 
 from __future__ import annotations
 
@@ -6,8 +6,42 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+# Importing each package's models fills db.metadata with the whole schema (Alembic, tests).
+import accounts.models  # noqa: F401
+import campaigns.models  # noqa: F401
+import journeys.models  # noqa: F401
+import tracking.models  # noqa: F401
+from accounts import auth
+from accounts import cli as accounts_cli
+from accounts import routes as accounts_routes
+from campaigns import cli as campaigns_cli
+from campaigns import routes as campaigns_routes
+from campaigns.ledger import ENGAGEMENT_EXTENSION
+from core import cli as core_cli
 from core import config as core_config
+from core import errors
+from core.db import db
+from delivery import cli as delivery_cli
+from demo import cli as demo_cli
+from journeys import cli as journeys_cli
+from journeys import routes as journeys_routes
+from tracking import cli as tracking_cli
+from tracking import routes as tracking_routes
+from tracking import wsgi as tracking_wsgi
+from tracking.analytics import human_engagement
+from web import routes as web_routes
+
+BLUEPRINTS = (
+    accounts_routes.bp,
+    journeys_routes.bp,
+    campaigns_routes.bp,
+    tracking_routes.bp,
+    web_routes.bp,
+)
+CLI_MODULES = (core_cli, accounts_cli, journeys_cli, campaigns_cli, delivery_cli, tracking_cli,
+               demo_cli)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -25,42 +59,24 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    from accounts import auth
-    from accounts import cli as accounts_cli
-    from accounts import routes as accounts_routes
-    from campaigns import cli as campaigns_cli
-    from campaigns import routes as campaigns_routes
-    from core import cli as core_cli
-    from core import errors
-    from core.db import db
-    from delivery import cli as delivery_cli
-    from journeys import cli as journeys_cli
-    from journeys import routes as journeys_routes
-    from tracking import cli as tracking_cli
-    from tracking import routes as tracking_routes
-    from web import routes as web_routes
-
     db.init_app(app)
     errors.init_app(app)
     auth.init_app(app)
-    for blueprint in (
-        accounts_routes.bp,
-        journeys_routes.bp,
-        campaigns_routes.bp,
-        tracking_routes.bp,
-        web_routes.bp,
-    ):
+    # Journey conditions in the ledger read the engagement tracking records (see ledger).
+    app.extensions[ENGAGEMENT_EXTENSION] = human_engagement
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    for module in (core_cli, accounts_cli, journeys_cli, campaigns_cli, delivery_cli, tracking_cli):
+    for module in CLI_MODULES:
         module.init_app(app)
     # Open and click hits skip Flask's request machinery: they are the hottest requests.
-    from tracking import wsgi as tracking_wsgi
-
     tracking_wsgi.wrap(app)
     hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
     if hops:
         # Behind a load balancer the client is in X-Forwarded-For; trust exactly `hops` of them.
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
+
+
+def create_server_app() -> Flask:
+    """Build the app for a WSGI server: `gunicorn 'app:create_server_app()'`."""
+    return create_app()

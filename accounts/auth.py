@@ -14,6 +14,7 @@ from typing import TypeVar
 from flask import Flask, g, request, session
 
 from accounts.models import BRAND_ROLES, PARTNER_ROLES, ROLES, User
+from accounts.services import user_for_token
 from core.db import db
 from core.errors import Forbidden, NotFound, Unauthorized
 
@@ -27,7 +28,6 @@ def current_user() -> User | None:
     """Return the authenticated user of this request, or None."""
     if "user" in g:
         return g.user
-    from accounts.services import user_for_token
 
     user = None
     header = request.headers.get("Authorization", "")

@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.tokens import make_token  # noqa: E402
 from personalization.compile import compile_template  # noqa: E402
 from personalization.render import _build, _render, render_message  # noqa: E402
 from personalization.slots import clean_slot_values  # noqa: E402
-from tracking.tokens import make_token  # noqa: E402
 
 SECRET = "bench-secret-key"
 BASE = "https://mail.example.com"

@@ -203,9 +203,9 @@ def prepare(env: dict[str, str], recipients: int) -> tuple[int, bytes]:
 
     from accounts import services as accounts
     from app import create_app
-    from campaigns import services
-    from campaigns.compose import compose_message
+    from campaigns import lifecycle
     from campaigns.models import Campaign, CampaignMember, Contact
+    from campaigns.sending import compose_message
     from core import migrate
     from core.db import db
     from delivery.mime import build_message
@@ -226,7 +226,7 @@ def prepare(env: dict[str, str], recipients: int) -> tuple[int, bytes]:
             name="Welcome", steps=[{"template_id": version.template_id, "delay_hours": 0}],
             created_by=marketer.id)
         journeys.publish_journey(journey.id)
-        campaign = services.create_campaign(partner, user, {
+        campaign = lifecycle.create_campaign(partner, user, {
             "journey_id": journey.id, "name": "Bench",
             "slot_values": {"intro": "here is what changes for your savings this spring."},
             "sender": {"name": "Dana Advisor", "reply_to": "dana@harbor.example"}})
@@ -243,7 +243,7 @@ def prepare(env: dict[str, str], recipients: int) -> tuple[int, bytes]:
                 {"campaign_id": campaign.id, "contact_id": cid, "overrides": {}}
                 for cid in contact_ids[start:start + 10_000]])
         db.session.commit()
-        services.launch_campaign(db.session.get(Campaign, campaign.id))
+        lifecycle.launch_campaign(db.session.get(Campaign, campaign.id))
         contact = db.session.get(Contact, contact_ids[0])
         rendered = compose_message(campaign, 0, contact, partner, send_id=1, config=app.config)
         sample = build_message(

@@ -49,8 +49,8 @@ def bare_app(environ: dict, start_response) -> list[bytes]:  # noqa: ANN001
     global _bare_redis
     import redis
 
+    from core.tokens import read_token
     from tracking.ingest import hit_fields
-    from tracking.tokens import read_token
     from tracking.wsgi import PIXEL, PIXEL_HEADERS
 
     if _bare_redis is None:
@@ -193,9 +193,9 @@ def hit_throughput(app) -> None:  # noqa: ANN001
     import redis
 
     from core.db import db
+    from core.tokens import make_token
     from tests.builders import make_sent_message, make_tracked_campaign
     from tracking import ingest
-    from tracking.tokens import make_token
 
     r = redis.Redis.from_url(REDIS_URL)
     r.flushdb()
@@ -212,7 +212,7 @@ def hit_throughput(app) -> None:  # noqa: ANN001
            "LASTMILE_INSTANCE": tempfile.mkdtemp(prefix="lastmile-bench-"),
            "PYTHONPATH": str(ROOT)}
     servers = {name: gunicorn(target, env) for name, target in
-               (("lastmile", "tracking.wsgi:create_server_app()"),
+               (("lastmile", "app:create_server_app()"),
                 ("bare wsgi", "bench.tracking:bare_app"))}
     results: dict[str, dict] = {}
     try:

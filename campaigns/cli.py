@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from campaigns import ledger
+from campaigns.worker import run_embedded, run_scheduler, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 def scheduler_command(once: bool, interval: float, batch_size: int,
                       enqueue_timeout: float) -> None:
     """Move due sends to the Redis queue as batches of ids, reap expired leases."""
-    from campaigns.worker import run_scheduler
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config.get("REDIS_URL"):
@@ -49,7 +49,6 @@ def scheduler_command(once: bool, interval: float, batch_size: int,
 @with_appcontext
 def worker_command(burst: bool, processes: int, interval: float, batch_size: int) -> None:
     """Deliver mail: RQ workers on the sends queue, or the embedded loop without Redis."""
-    from campaigns.worker import run_embedded, run_workers
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config.get("REDIS_URL"):

@@ -22,20 +22,21 @@ import logging
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
 from campaigns.states import allowed, apply
+from campaigns.suppression import add_suppressions
 from core import clock
 from core.db import db
 from core.errors import StateError
 from journeys.models import JourneyStep
-from tracking.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +416,21 @@ def _suppress_excluded(claimed: list[Claimed], now: datetime) -> set[int]:
 
 CONDITION_EVENT = {"opened": ("open", "click"), "clicked": ("click",)}
 
+# (campaign_id, step_index, contact_id) of sends -> the kinds of human engagement each saw
+# ("open", "click"). Tracking records engagement and sits above campaigns in the layers, so
+# create_app registers its lookup under this key instead of the ledger importing tracking.
+EngagementLookup = Callable[[Sequence[tuple[int, int, int]]],
+                            dict[tuple[int, int, int], set[str]]]
+ENGAGEMENT_EXTENSION = "lastmile.engagement_lookup"
+
+
+def engagement_lookup() -> EngagementLookup:
+    """Return the human-engagement lookup the app registered (tracking.analytics)."""
+    lookup = current_app.extensions.get(ENGAGEMENT_EXTENSION)
+    if lookup is None:
+        raise RuntimeError("no engagement lookup registered: build the app with create_app()")
+    return lookup
+
 
 def _skip_unmet_conditions(claimed: list[Claimed], now: datetime) -> set[int]:
     """Skip later-step rows whose condition on the previous step's engagement fails."""
@@ -441,22 +457,11 @@ def _skip_unmet_conditions(claimed: list[Claimed], now: datetime) -> set[int]:
     ]
     if not guarded:
         return set()
-    previous = db.session.execute(
-        select(Send.campaign_id, Send.step_index, Send.contact_id, Event.kind)
-        .join(Event, Event.send_id == Send.id)
-        .where(
-            or_(*[
-                and_(Send.campaign_id == c.campaign_id, Send.step_index == c.step_index - 1,
-                     Send.contact_id == c.contact_id)
-                for c in guarded
-            ]),
-            Event.machine.is_(False),
-            Event.kind.in_(("open", "click")),
-        )
-    ).all()
-    kinds: dict[tuple[int, int, int], set[str]] = {}
-    for campaign_id, step_index, contact_id, kind in previous:
-        kinds.setdefault((campaign_id, step_index + 1, contact_id), set()).add(kind)
+    # Engagement of each guarded row's previous step, as recorded by tracking (human only).
+    seen_by_previous = engagement_lookup()(
+        [(c.campaign_id, c.step_index - 1, c.contact_id) for c in guarded])
+    kinds = {(campaign_id, step_index + 1, contact_id): seen
+             for (campaign_id, step_index, contact_id), seen in seen_by_previous.items()}
     skipped: list[Claimed] = []
     _sources(("claimed", "skipped"))
     for c in guarded:
@@ -604,8 +609,6 @@ def record_outcomes(
     queue_next_steps(sent, now, campaigns)
     if hard_bounces:
         # A mailbox the receiving server says does not exist is a hard bounce: never again.
-        from campaigns.services import add_suppressions
-
         add_suppressions(hard_bounces, "bounced", "SMTP: mailbox does not exist")
     db.session.commit()
     return counts

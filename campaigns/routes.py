@@ -6,13 +6,14 @@ from flask import Blueprint, current_app, jsonify, request
 
 from accounts.auth import ANY, BRAND, PARTNER, current_user, partner_scope, require_roles, visible
 from accounts.models import Partner
-from campaigns import contacts, services
-from campaigns.compose import compose_message
+from campaigns import contacts, lifecycle, members, messages
 from campaigns.models import CAMPAIGN_STATUSES, Campaign
+from campaigns.sending import compose_message, step_version
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.validate import json_body, page_args
 from personalization.context import sample_contact
+from personalization.lock import check_locked_regions
 
 bp = Blueprint("campaigns", __name__)
 
@@ -90,7 +91,7 @@ def import_contacts():
 
 
 def _campaign(campaign_id: int) -> Campaign:
-    return visible(services.get_campaign(campaign_id), "Campaign")
+    return visible(lifecycle.get_campaign(campaign_id), "Campaign")
 
 
 def campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
@@ -105,15 +106,15 @@ def campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "created_at": campaign.created_at.isoformat(),
     }
     if detail:
-        out["members"] = services.member_count(campaign.id)
-        out["messages"] = services.message_counts(campaign.id)
+        out["members"] = members.member_count(campaign.id)
+        out["messages"] = messages.message_counts(campaign.id)
     return out
 
 
 @bp.post("/api/campaigns")
 @require_roles(*PARTNER)
 def create_campaign():
-    campaign = services.create_campaign(_partner(), current_user(), json_body())
+    campaign = lifecycle.create_campaign(_partner(), current_user(), json_body())
     return jsonify(campaign_json(campaign)), 201
 
 
@@ -125,7 +126,7 @@ def list_campaigns():
     if status is not None and status not in CAMPAIGN_STATUSES:
         raise ValidationError("Unknown status filter.",
                               {"status": "must be one of " + ", ".join(CAMPAIGN_STATUSES)})
-    rows, total = services.list_campaigns(partner_scope(), status, page, per_page)
+    rows, total = lifecycle.list_campaigns(partner_scope(), status, page, per_page)
     return jsonify({"items": [campaign_json(c) for c in rows], "page": page,
                     "per_page": per_page, "total": total})
 
@@ -139,7 +140,7 @@ def get_campaign(campaign_id: int):
 @bp.patch("/api/campaigns/<int:campaign_id>")
 @require_roles(*PARTNER)
 def update_campaign(campaign_id: int):
-    campaign = services.update_campaign(_campaign(campaign_id), current_user(), json_body())
+    campaign = lifecycle.update_campaign(_campaign(campaign_id), current_user(), json_body())
     return jsonify(campaign_json(campaign))
 
 
@@ -152,21 +153,20 @@ def add_members(campaign_id: int):
     if unknown:
         raise ValidationError("Members are invalid.",
                               {k[:100]: "is not a members field" for k in unknown})
-    return jsonify(services.add_members(campaign, data.get("contact_ids"),
+    return jsonify(members.add_members(campaign, data.get("contact_ids"),
                                         data.get("overrides")))
 
 
 @bp.delete("/api/campaigns/<int:campaign_id>/members/<int:contact_id>")
 @require_roles(*PARTNER)
 def remove_member(campaign_id: int, contact_id: int):
-    services.remove_member(_campaign(campaign_id), contact_id)
+    members.remove_member(_campaign(campaign_id), contact_id)
     return "", 204
 
 
 @bp.get("/api/campaigns/<int:campaign_id>/preview")
 @require_roles(*ANY)
 def preview(campaign_id: int):
-    from personalization.lock import check_locked_regions
 
     campaign = _campaign(campaign_id)
     try:
@@ -189,7 +189,6 @@ def preview(campaign_id: int):
     partner = db.session.get(Partner, campaign.partner_id)
     rendered = compose_message(campaign, step, contact, partner, send_id=None,
                                config=current_app.config)
-    from campaigns.compose import step_version
 
     problems = check_locked_regions(step_version(campaign, step), rendered.html)
     return jsonify({"subject": rendered.subject, "html": rendered.html, "text": rendered.text,
@@ -201,14 +200,14 @@ def preview(campaign_id: int):
 @require_roles(*PARTNER)
 def launch(campaign_id: int):
     campaign = _campaign(campaign_id)
-    status = services.launch_campaign(campaign)  # "scheduled" or "pending_approval"
+    status = lifecycle.launch_campaign(campaign)  # "scheduled" or "pending_approval"
     return jsonify({"id": campaign.id, "status": status}), 202
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/approve")
 @require_roles(*BRAND)
 def approve(campaign_id: int):
-    campaign = services.approve_campaign(_campaign(campaign_id), current_user())
+    campaign = lifecycle.approve_campaign(_campaign(campaign_id), current_user())
     return jsonify(campaign_json(campaign))
 
 
@@ -217,34 +216,34 @@ def approve(campaign_id: int):
 def reject(campaign_id: int):
     campaign = _campaign(campaign_id)
     data = json_body()
-    return jsonify(campaign_json(services.reject_campaign(campaign, current_user(),
+    return jsonify(campaign_json(lifecycle.reject_campaign(campaign, current_user(),
                                                           data.get("reason"))))
 
 
 @bp.get("/api/campaigns/<int:campaign_id>/changes")
 @require_roles(*ANY)
 def changes(campaign_id: int):
-    return jsonify(services.campaign_changes(_campaign(campaign_id)))
+    return jsonify(lifecycle.campaign_changes(_campaign(campaign_id)))
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/pause")
 @require_roles(*ANY)
 def pause(campaign_id: int):
-    return jsonify(campaign_json(services.pause_campaign(_campaign(campaign_id)),
+    return jsonify(campaign_json(lifecycle.pause_campaign(_campaign(campaign_id)),
                                  detail=True))
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/resume")
 @require_roles(*ANY)
 def resume(campaign_id: int):
-    return jsonify(campaign_json(services.resume_campaign(_campaign(campaign_id)),
+    return jsonify(campaign_json(lifecycle.resume_campaign(_campaign(campaign_id)),
                                  detail=True))
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/cancel")
 @require_roles(*ANY)
 def cancel(campaign_id: int):
-    return jsonify(campaign_json(services.cancel_campaign(_campaign(campaign_id)),
+    return jsonify(campaign_json(lifecycle.cancel_campaign(_campaign(campaign_id)),
                                  detail=True))
 
 
@@ -254,7 +253,7 @@ def cancel(campaign_id: int):
 @bp.post("/api/quick-sends")
 @require_roles(*PARTNER)
 def quick_send():
-    campaign, result = services.quick_send(_partner(), current_user(), json_body())
+    campaign, result = lifecycle.quick_send(_partner(), current_user(), json_body())
     return jsonify({"campaign_id": campaign.id, "status": campaign.status, **result}), 202
 
 
@@ -264,4 +263,4 @@ def quick_send():
 @bp.get("/api/messages/<int:message_id>")
 @require_roles(*PARTNER)  # a message is per-recipient data: the owning partner's only
 def get_message(message_id: int):
-    return jsonify(services.message_json(visible(services.get_send(message_id), "Message")))
+    return jsonify(messages.message_json(visible(messages.get_send(message_id), "Message")))

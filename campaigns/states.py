@@ -57,3 +57,10 @@ def apply(campaign: Campaign, action: str, reason: str = "") -> Campaign:
         campaign.status = moves[current]
         campaign.status_reason = reason or ""
     return campaign
+
+
+def require_editable(campaign: Campaign) -> None:
+    """Refuse (409) any change to slot values, sender or members once a campaign has left draft."""
+    if campaign.status not in EDITABLE:
+        raise StateError(f"A {campaign.status} campaign can no longer be changed.",
+                         fields={"status": campaign.status})

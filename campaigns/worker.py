@@ -1,4 +1,4 @@
-"""Running the delivery pipeline: the scheduler tick, RQ workers and the embedded loop.
+"""The processes that run the send path: the scheduler loop, RQ workers, the embedded loop.
 
 - Scale-out (REDIS_URL set): `flask scheduler` moves due send ids to the `sends` queue in
   batches; `flask worker` runs non-forking RQ workers with the app preloaded (one app per
@@ -23,82 +23,26 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from campaigns import ledger, tasks
+from campaigns import ledger, sending
+from campaigns.sending import housekeeping, scheduler_tick, send_queue
 from core.db import db
+from core.redis import redis_client
+from delivery.backends import drop_backend
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "sends"
-# A job must end before its rows' lease does, or another worker could take them over.
-JOB_TIMEOUT = ledger.DEFAULT_LEASE_SECONDS - 30
-ENQUEUE_GROUP = 50  # batches per Redis pipeline
-
 
 def redis_connection(app: Flask) -> Redis:
-    """Return a Redis client for the app's REDIS_URL."""
-    return Redis.from_url(app.config["REDIS_URL"])
+    """Return the Redis client RQ uses for the app's REDIS_URL (blocking reads: no timeout)."""
+    return redis_client(app.config["REDIS_URL"])
 
 
-def send_queue(connection: Redis) -> Queue:
-    """Return the queue send batches travel on."""
-    return Queue(QUEUE_NAME, connection=connection)
 
 
-def enqueue_batches(queue: Queue, batches: list[list[int]]) -> int:
-    """Enqueue one `send_batch` job per batch of ids through one pipeline; return jobs."""
-    for start in range(0, len(batches), ENQUEUE_GROUP):
-        group = batches[start:start + ENQUEUE_GROUP]
-        with queue.connection.pipeline() as pipe:
-            queue.enqueue_many(
-                [
-                    Queue.prepare_data(
-                        tasks.send_batch, args=(ids,), timeout=JOB_TIMEOUT, result_ttl=0,
-                        failure_ttl=7 * 86400, description=f"send_batch({len(ids)} sends)",
-                    )
-                    for ids in group
-                ],
-                pipeline=pipe,
-            )
-            pipe.execute()
-    return len(batches)
 
 
-def housekeeping() -> dict[str, int]:
-    """Start scheduled campaigns, reap expired leases, tidy and complete; return counts."""
-    counts = {
-        "started": ledger.start_scheduled_campaigns(),
-        "reaped": ledger.reap_expired_leases(),
-        "tidied": ledger.tidy_stopped_campaigns(),
-        "completed": sum(ledger.complete_if_done(cid) for cid in ledger.running_campaign_ids()),
-    }
-    return {k: v for k, v in counts.items() if v}
 
 
-def scheduler_tick(
-    queue: Queue,
-    batch_size: int = 200,
-    enqueue_seconds: float = ledger.DEFAULT_ENQUEUE_SECONDS,
-) -> dict[str, int]:
-    """Run one scheduler pass: housekeeping, then hand every due row to the queue as ids."""
-    counts = housekeeping()
-    rows = jobs = 0
-    while True:
-        ids = ledger.take_due_ids(batch_size * ENQUEUE_GROUP, enqueue_seconds)
-        if not ids:
-            break
-        batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
-        try:
-            jobs += enqueue_batches(queue, batches)
-        except Exception:  # noqa: BLE001 - Redis down: the rows' marks expire, mail is delayed
-            log.exception("could not enqueue %s sends; they come due again later", len(ids))
-            counts["enqueue_failed"] = len(ids)
-            break
-        rows += len(ids)
-        if len(ids) < batch_size * ENQUEUE_GROUP:
-            break
-    if rows:
-        counts.update(enqueued=rows, jobs=jobs)
-    return counts
 
 
 def run_scheduler(
@@ -150,7 +94,7 @@ def write_stats() -> None:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak_kb = int(line.split()[1])
-    stats = {**tasks.STATS, "peak_rss_kb": peak_kb, "pid": os.getpid()}
+    stats = {**sending.STATS, "peak_rss_kb": peak_kb, "pid": os.getpid()}
     Path(directory, f"worker-{os.getpid()}.json").write_text(json.dumps(stats))
 
 
@@ -163,7 +107,7 @@ def _work(app: Flask, burst: bool, forked: bool) -> None:
     try:
         worker.work(burst=burst, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
     finally:
-        tasks.drop_backend()
+        drop_backend()
         write_stats()
 
 
@@ -205,7 +149,7 @@ def run_embedded(
                 for key, n in housekeeping().items():
                     totals[key] = totals.get(key, 0) + n
                 while True:
-                    counts = tasks.deliver_due(limit=batch_size, lease_seconds=lease_seconds)
+                    counts = sending.deliver_due(limit=batch_size, lease_seconds=lease_seconds)
                     if not counts:
                         break
                     if set(counts) <= {"rate_limited"}:
@@ -221,7 +165,7 @@ def run_embedded(
             finally:
                 db.session.remove()
         if burst and not worked:
-            tasks.drop_backend()
+            drop_backend()
             write_stats()
             return totals
         if not worked:

@@ -39,9 +39,5 @@ def config_table() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the core CLI commands."""
-    from core.dev import demo_cli, dev_command
-
     app.cli.add_command(db_cli)
     app.cli.add_command(config_table)
-    app.cli.add_command(demo_cli)
-    app.cli.add_command(dev_command)

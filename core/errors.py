@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+
+from core.db import db
 
 log = logging.getLogger("lastmile")
 
@@ -78,12 +80,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):
-        from core.db import db
 
         db.session.rollback()
         if _wants_json():
             return jsonify(error_body(err.code, err.message, err.fields)), err.status
-        from flask import render_template
 
         return render_template("error.html", error=err), err.status
 
@@ -96,7 +96,6 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
-        from core.db import db
 
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -13,10 +13,13 @@ import threading
 import time
 from collections.abc import Mapping
 
+from redis import Redis
+
+from core.redis import configured_redis
+
 log = logging.getLogger(__name__)
 _local: dict[str, tuple[int, float]] = {}
 _lock = threading.Lock()
-_clients: dict[str, object] = {}
 
 
 def _key(key: str) -> str:
@@ -24,15 +27,9 @@ def _key(key: str) -> str:
     return "lastmile:throttle:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _redis(config: Mapping):  # noqa: ANN202 - redis.Redis | None
-    url = str(config.get("REDIS_URL") or "")
-    if not url:
-        return None
-    if url not in _clients:
-        import redis
-
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    return _clients[url]
+def _redis(config: Mapping) -> Redis | None:
+    # A sign-in must not wait on a sick Redis: one second, then count in this process.
+    return configured_redis(config, timeout=1)
 
 
 def failures(config: Mapping, key: str) -> int:

@@ -1,9 +1,8 @@
-"""The delivery interface: messages in, one result per message out, backends chosen by config."""
+"""The delivery interface: messages in, one result per message out (see delivery.backends)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -66,36 +65,3 @@ def message_id_of(data: bytes) -> str | None:
     head = data if end < 0 else data[:end]
     match = _MESSAGE_ID.search(head)
     return match.group(1).decode("ascii", "replace") if match else None
-
-
-def get_backend(config: Mapping) -> Backend:
-    """Return the backend named by config["DELIVERY_BACKEND"] (smtp, ses or outbox)."""
-    name = str(config.get("DELIVERY_BACKEND") or "smtp").strip().lower()
-    if name == "smtp":
-        from delivery.smtp import SmtpBackend
-
-        return SmtpBackend(
-            host=str(config.get("SMTP_HOST") or "127.0.0.1"),
-            port=int(config.get("SMTP_PORT") or 25),
-            username=str(config.get("SMTP_USERNAME") or ""),
-            password=str(config.get("SMTP_PASSWORD") or ""),
-            security=str(config.get("SMTP_SECURITY") or "none"),
-            timeout=float(config.get("SMTP_TIMEOUT") or 30),
-            local_hostname=config.get("SMTP_LOCAL_HOSTNAME") or None,
-        )
-    if name == "ses":
-        from delivery.ses import SesBackend
-
-        return SesBackend(
-            region=str(config.get("SES_REGION") or "us-east-1"),
-            endpoint_url=config.get("SES_ENDPOINT_URL") or None,
-            configuration_set=config.get("SES_CONFIGURATION_SET") or None,
-        )
-    if name == "outbox":
-        from delivery.outbox import OutboxBackend
-
-        directory = config.get("OUTBOX_DIR")
-        if not directory:
-            raise ValueError("OUTBOX_DIR must be set for the outbox backend")
-        return OutboxBackend(str(directory))
-    raise ValueError(f"unknown DELIVERY_BACKEND {name!r}: use smtp, ses or outbox")

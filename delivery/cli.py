@@ -7,13 +7,14 @@ import threading
 import click
 from flask import Flask, current_app
 
+from delivery.catcher import start_catcher
+
 
 @click.command("smtp-catcher")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8025, show_default=True, type=int, help="Port to listen on.")
 def smtp_catcher(host: str, port: int) -> None:
     """Run a local SMTP server that stores every message in OUTBOX_DIR until Ctrl-C."""
-    from delivery.catcher import start_catcher
 
     directory = current_app.config["OUTBOX_DIR"]
     controller = start_catcher(host, port, directory)

@@ -12,6 +12,8 @@ from journeys import services
 from journeys.models import Journey, TemplateVersion
 from personalization import render
 from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
+from personalization.lock import check_locked_regions
+from personalization.slots import clean_slot_values
 
 bp = Blueprint("journeys", __name__)
 
@@ -121,11 +123,9 @@ def preview_template(template_id: int):
     sender = {"name": current_user().name or "Your Name", "reply_to": current_user().email}
     brand = brand_context(current_app.config)
     if version.status == "published":
-        from personalization.slots import clean_slot_values
 
         values = clean_slot_values(version.slots, slot_values)
         rendered = render.render_message(version, values, contact, SAMPLE_PARTNER, sender, brand)
-        from personalization.lock import check_locked_regions
 
         intact = not check_locked_regions(version, rendered.html)
     else:

@@ -1,9 +1,9 @@
-"""Alembic environment: the schema comes from the models registry."""
+"""Alembic environment: the schema is every models module, which app.py imports."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import core.models_registry  # noqa: F401  (fills the metadata)
+import app  # noqa: F401  (imports every models module: the whole schema)
 from core.db import db
 
 config = context.config

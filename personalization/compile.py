@@ -101,6 +101,8 @@ def _mjml_failure(exc: BaseException, source: str) -> str:
 
 
 def _mjml_to_html(source: str) -> tuple[str | None, list[str]]:
+    # Imported on first compile: mjml and premailer take half a second to import, which
+    # workers and tracking nodes (they never compile) should not pay at start.
     from mjml import mjml_to_html
 
     try:
@@ -114,7 +116,7 @@ def _mjml_to_html(source: str) -> tuple[str | None, list[str]]:
 
 
 def _inline_css(html: str) -> tuple[str | None, str | None]:
-    from premailer import Premailer
+    from premailer import Premailer  # see _mjml_to_html: a real start-up cost
 
     try:
         return Premailer(

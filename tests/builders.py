@@ -115,15 +115,15 @@ def make_campaign(partner, user, journey, contacts: list | None = None,
                   slot_values: dict | None = None, sender: dict | None = None,
                   name: str | None = None):
     """Create a draft campaign with members (excluded contacts are simply not added)."""
-    from campaigns import services as campaigns
+    from campaigns import lifecycle, members
 
     data: dict = {"journey_id": journey.id, "slot_values": slot_values or {},
                   "sender": sender or {"name": "Pat Partner", "reply_to": "pat@partner.example"}}
     if name:
         data["name"] = name
-    campaign = campaigns.create_campaign(partner, user, data)
+    campaign = lifecycle.create_campaign(partner, user, data)
     if contacts:
-        campaigns.add_members(campaign, [c.id for c in contacts])
+        members.add_members(campaign, [c.id for c in contacts])
     return campaign
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from campaigns import services
-from campaigns.compose import compose_message
+from campaigns import members, suppression
 from campaigns.ledger import start_scheduled_campaigns
 from campaigns.models import Campaign, Send
+from campaigns.sending import compose_message
 from campaigns.states import ACTIONS, apply
 from core.db import db
 from core.errors import StateError
+from core.tokens import read_token
 from tests.builders import (
     make_campaign,
     make_contact,
@@ -20,7 +21,6 @@ from tests.builders import (
     make_template,
     make_user,
 )
-from tracking.tokens import read_token
 
 SENDER = {"name": "Pat Partner", "reply_to": "pat@partner.example"}
 
@@ -115,10 +115,10 @@ def test_members_report_each_exclusion(world):
     complained = make_contact(a, email="complained@example.com")
     no_consent = make_contact(a, email="quiet@example.com", consent=False)
     foreign = make_contact(b, email="foreign@example.com")
-    assert services.suppress_email("UNSUB@example.com", "unsubscribed") is True
-    assert services.suppress_email("unsub@example.com", "unsubscribed") is False
-    services.suppress_email("bounced@example.com", "bounced", "550 no such user")
-    services.suppress_email("complained@example.com", "complained")
+    assert suppression.suppress_email("UNSUB@example.com", "unsubscribed") is True
+    assert suppression.suppress_email("unsub@example.com", "unsubscribed") is False
+    suppression.suppress_email("bounced@example.com", "bounced", "550 no such user")
+    suppression.suppress_email("complained@example.com", "complained")
     campaign = make_campaign(a, world["user_a"], journey)
     ids = [ok.id, unsub.id, bounced.id, complained.id, no_consent.id, foreign.id, 999999, ok.id]
     response = world["api_a"].post(f"/api/campaigns/{campaign.id}/members",
@@ -129,9 +129,9 @@ def test_members_report_each_exclusion(world):
         (unsub.id, "unsubscribed"), (bounced.id, "bounced"), (complained.id, "complained"),
         (no_consent.id, "no_consent"), (foreign.id, "not_found"), (999999, "not_found"),
         (ok.id, "duplicate")}
-    assert services.exclusion_reason(unsub) == "unsubscribed"
-    assert services.exclusion_reason(no_consent) == "no_consent"
-    assert services.exclusion_reason(ok) is None
+    assert suppression.exclusion_reason(unsub) == "unsubscribed"
+    assert suppression.exclusion_reason(no_consent) == "no_consent"
+    assert suppression.exclusion_reason(ok) is None
     # The other partner cannot touch this campaign at all.
     assert world["api_b"].post(f"/api/campaigns/{campaign.id}/members",
                                json={"contact_ids": [foreign.id]}).status_code == 404
@@ -149,7 +149,7 @@ def test_invalid_overrides_add_nobody(world):
     assert response.status_code == 422
     assert set(response.json["error"]["fields"]) == {
         f"overrides.{contact.id}.steps.0.headline", f"overrides.{contact.id}.steps.0.cta_url"}
-    assert services.member_count(campaign.id) == 0
+    assert members.member_count(campaign.id) == 0
 
 
 def test_preview_is_exactly_what_the_worker_sends(world, app):

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from core import clock
-from delivery.base import OutgoingMessage, get_backend
+from delivery.backends import get_backend
+from delivery.base import OutgoingMessage
 from delivery.catcher import start_catcher
 from delivery.mime import build_message
 from delivery.outbox import OutboxBackend, count_outbox, list_outbox, read_outbox

@@ -13,7 +13,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from delivery.base import OutgoingMessage, get_backend
+from delivery.backends import get_backend
+from delivery.base import OutgoingMessage
 from delivery.mime import build_message
 from delivery.ses import SesBackend, classify_client_error
 

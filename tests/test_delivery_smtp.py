@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from delivery.base import DeliveryResult, OutgoingMessage, get_backend
+from delivery.backends import get_backend
+from delivery.base import DeliveryResult, OutgoingMessage
 from delivery.mime import build_message
 from delivery.smtp import SmtpBackend
 

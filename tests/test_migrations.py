@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import core.models_registry  # noqa: F401
+import app as lastmile_app  # noqa: F401  (importing it imports every models module)
 from core import migrate
 from core.db import db
 

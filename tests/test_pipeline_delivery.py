@@ -7,12 +7,13 @@ import re
 import pytest
 from sqlalchemy import delete, select
 
-from campaigns import ledger, services
+from campaigns import ledger, lifecycle, sending, suppression
 from campaigns.models import Campaign, Send
-from campaigns.services import exclusion_reason
+from campaigns.suppression import exclusion_reason
 from campaigns.worker import run_embedded
 from core import clock
 from core.db import db
+from delivery import backends
 from journeys.models import JourneyStep, TemplateVersion
 from personalization.lock import check_locked_regions
 from tests.test_pipeline_support import (
@@ -35,9 +36,8 @@ def smtp(app):
         BRAND_NAME="Acme Financial", BRAND_FROM_EMAIL="news@acme.example",
     ):
         yield recorder
-    from campaigns import tasks
 
-    tasks.drop_backend()  # jobs keep their connection for the next batch; close it
+    backends.drop_backend()  # jobs keep their connection for the next batch; close it
 
 
 def _html_and_text(message) -> tuple[str, str]:
@@ -115,7 +115,7 @@ def test_unsubscribe_between_queueing_and_claiming_is_suppressed_not_mailed(app,
     clock.freeze(T0)
     launched = launch_campaign(5)
     gone, no_consent = launched.contacts[0], launched.contacts[1]
-    services.suppress_email(gone.email, "unsubscribed")
+    suppression.suppress_email(gone.email, "unsubscribed")
     no_consent.consent = False
     db.session.commit()
 
@@ -225,8 +225,8 @@ def test_cancel_stops_queued_sends(app, smtp):
     clock.freeze(T0)
     launched = launch_campaign(6, steps=[(0, "always"), (24, "always")])
     drain(app)
-    campaign = services.get_campaign(launched.campaign_id)
-    services.cancel_campaign(campaign)
+    campaign = lifecycle.get_campaign(launched.campaign_id)
+    lifecycle.cancel_campaign(campaign)
     clock.advance(hours=25)
     drain(app)
     assert smtp.count() == 6
@@ -247,18 +247,17 @@ def test_embedded_mode_delivers_without_redis(app, smtp):
 
 
 def test_a_batch_over_its_time_budget_hands_untried_rows_back(app, smtp):
-    from campaigns import tasks
 
     clock.freeze(T0)
     launched = launch_campaign(25)
-    counts = tasks.deliver_due(limit=25, time_budget=0)
+    counts = sending.deliver_due(limit=25, time_budget=0)
     # The first commit group went out; the rest were released untried, with no attempt spent.
-    assert counts["sent"] == tasks.COMMIT_EVERY
-    assert counts["released"] == 25 - tasks.COMMIT_EVERY
-    assert smtp.count() == tasks.COMMIT_EVERY
+    assert counts["sent"] == sending.COMMIT_EVERY
+    assert counts["released"] == 25 - sending.COMMIT_EVERY
+    assert smtp.count() == sending.COMMIT_EVERY
     released = db.session.execute(select(Send).where(
         Send.campaign_id == launched.campaign_id, Send.status == "queued")).scalars().all()
-    assert len(released) == 25 - tasks.COMMIT_EVERY
+    assert len(released) == 25 - sending.COMMIT_EVERY
     assert {s.attempts for s in released} == {0}
     assert {s.lease_expires_at for s in released} == {None}
     drain(app)
@@ -308,14 +307,13 @@ def test_a_campaign_that_cannot_start_is_cancelled_and_blocks_nothing(app, smtp)
 
 
 def test_a_job_killed_mid_chunk_hands_untried_rows_back(app, smtp, monkeypatch):
-    from campaigns import tasks
 
     class JobKilled(BaseException):
         """Stands in for RQ's job timeout, raised inside delivery."""
 
     clock.freeze(T0)
     launched = launch_campaign(25)
-    backend = tasks.delivery_backend(app.config)  # the real SMTP backend, kept by the job
+    backend = backends.delivery_backend(app.config)  # the real SMTP backend, kept by the job
     real_deliver, calls = backend.deliver, []
 
     def deliver_then_die(messages):
@@ -326,11 +324,11 @@ def test_a_job_killed_mid_chunk_hands_untried_rows_back(app, smtp, monkeypatch):
 
     monkeypatch.setattr(backend, "deliver", deliver_then_die)
     with pytest.raises(JobKilled):
-        tasks.deliver_due(limit=25)
+        sending.deliver_due(limit=25)
     rows = db.session.execute(select(Send).where(
         Send.campaign_id == launched.campaign_id).order_by(Send.id)).scalars().all()
     by_status = {s: [r for r in rows if r.status == s] for s in ("sent", "claimed", "queued")}
-    n = tasks.COMMIT_EVERY
+    n = sending.COMMIT_EVERY
     # First chunk recorded; the chunk in flight stays claimed (its fate is unknown until the
     # lease expires); the rest went straight back to the queue without spending an attempt.
     assert len(by_status["sent"]) == n and smtp.count() == n

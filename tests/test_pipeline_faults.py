@@ -16,9 +16,10 @@ import redis
 from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
-from campaigns import ledger, services, tasks
+from campaigns import ledger, lifecycle, sending
 from campaigns.models import Send
-from campaigns.worker import enqueue_batches, make_worker, scheduler_tick, send_queue
+from campaigns.sending import enqueue_batches, scheduler_tick, send_queue
+from campaigns.worker import make_worker
 from core import clock
 from core.db import db
 from tests.test_pipeline_support import (
@@ -78,7 +79,7 @@ def test_worker_killed_mid_batch_resends_only_uncommitted_rows(app, capsys):
         assert all(received[i] == 1 for i in committed_before)
         duplicates = sum(n - 1 for n in received.values())
         # Only the accept-to-commit window (at most one commit group) can repeat a message.
-        assert duplicates <= tasks.COMMIT_EVERY
+        assert duplicates <= sending.COMMIT_EVERY
     with capsys.disabled():
         print(f"\n[kill test] {len(committed_before)} committed before SIGKILL, "
               f"duplicates from the accept-to-commit window: {duplicates}")
@@ -204,8 +205,8 @@ def test_ses_quota_pauses_the_campaign_with_a_reason(app, monkeypatch):
             assert all(r.attempts == 0 for r in rows)
 
             hook.allowed = 10**6  # a new day: the quota is back
-            campaign = services.get_campaign(launched.campaign_id)
-            services.resume_campaign(campaign)
+            campaign = lifecycle.get_campaign(launched.campaign_id)
+            lifecycle.resume_campaign(campaign)
             drain(app)
             assert statuses(launched.campaign_id) == {"sent": 8}
     finally:

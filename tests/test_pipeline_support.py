@@ -24,9 +24,10 @@ from flask import Flask
 from sqlalchemy import select
 
 from accounts.models import Partner, User
-from campaigns import ledger, services
+from campaigns import ledger, lifecycle, members
 from campaigns.models import Campaign, Contact, Send
-from campaigns.worker import make_worker, scheduler_tick, send_queue
+from campaigns.sending import scheduler_tick, send_queue
+from campaigns.worker import make_worker
 from core import clock
 from core.db import db
 from journeys import services as journeys
@@ -161,13 +162,13 @@ def launch_campaign(
     ]
     db.session.add_all(contacts)
     db.session.commit()
-    campaign = services.create_campaign(partner, user, {
+    campaign = lifecycle.create_campaign(partner, user, {
         "journey_id": journey.id, "name": f"Campaign {prefix}",
         "slot_values": {"intro": "let us talk about your plans."},
         "sender": {"name": "Dana Advisor", "reply_to": "dana@harbor.example"},
     })
-    services.add_members(campaign, [c.id for c in contacts])
-    services.launch_campaign(campaign)
+    members.add_members(campaign, [c.id for c in contacts])
+    lifecycle.launch_campaign(campaign)
     ledger.start_scheduled_campaigns()  # the scheduler's first tick queues step 0
     return Launched(campaign.id, journey.id, partner, user, contacts, version_ids)
 

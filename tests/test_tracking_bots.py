@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tracking.bots import HONEYPOT_LINK, classify
+from core.tokens import HONEYPOT_LINK
+from tracking.bots import classify
 
 SENT = datetime(2030, 1, 1, 12)
 LATER = SENT + timedelta(hours=2)

@@ -13,12 +13,11 @@ from werkzeug.test import Client
 
 from core import clock
 from core.db import db
+from core.tokens import HONEYPOT_LINK, make_token
 from tests.builders import make_sent_message, make_tracked_campaign
 from tests.conftest import REDIS_URL, SECRET
 from tracking import ingest, services
-from tracking.bots import HONEYPOT_LINK
 from tracking.models import EngagementRollup, Event, SendEngagement
-from tracking.tokens import make_token
 from tracking.wsgi import PIXEL, TrackingFastPath
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"

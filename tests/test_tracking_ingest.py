@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from werkzeug.test import Client
 
 from core.db import db
+from core.tokens import make_token
 from tests.builders import make_sent_message, make_tracked_campaign
 from tests.conftest import DATABASE_URL, REDIS_URL, ROOT, SECRET
 from tracking import analytics, ingest, services
 from tracking.models import EngagementRollup, Event, SendEngagement
-from tracking.tokens import make_token
 from tracking.wsgi import TrackingFastPath
 
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Version/17.4 Safari"
@@ -169,7 +169,7 @@ def test_concurrent_hits_under_gunicorn_give_exact_events_and_rollups(app, tmp_p
            "LASTMILE_INSTANCE": str(tmp_path), "LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "tracking.wsgi:create_server_app()"], cwd=ROOT, env=env,
+         "app:create_server_app()"], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -10,7 +10,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracking.tokens import PURPOSES, _key, make_token, read_token
+from core.tokens import PURPOSES, _key, make_token, read_token
 
 SECRET = "token-test-secret"
 

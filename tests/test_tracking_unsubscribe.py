@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from accounts.models import Partner
-from campaigns import services as campaigns
+from campaigns import members, suppression
 from campaigns.models import Contact, Suppression
 from core.db import db
+from core.tokens import make_token
 from tests.builders import make_sent_message, make_tracked_campaign
 from tests.conftest import SECRET
 from tracking.models import EngagementRollup, Event
-from tracking.tokens import make_token
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -37,7 +37,7 @@ def test_get_shows_a_confirmation_form_and_changes_nothing(client):
         assert "r***@example.com" in html
         assert "Set-Cookie" not in resp.headers
     contact = db.session.get(Contact, send.contact_id)
-    assert campaigns.exclusion_reason(contact) is None
+    assert suppression.exclusion_reason(contact) is None
     assert suppressions() == [] and unsubscribe_events() == 0
 
 
@@ -80,10 +80,10 @@ def test_unsubscribed_contact_is_excluded_from_a_later_campaign(client):
     client.post(f"/u/{make_token(SECRET, 'unsubscribe', send.id)}", data=ONE_CLICK)
     later = make_tracked_campaign(partner=db.session.get(Partner, contact.partner_id),
                                   status="draft")
-    result = campaigns.add_members(later, [contact.id])
+    result = members.add_members(later, [contact.id])
     assert result["added"] == 0
     assert result["excluded"] == [{"contact_id": contact.id, "reason": "unsubscribed"}]
-    assert campaigns.exclusion_reason(contact) == "unsubscribed"
+    assert suppression.exclusion_reason(contact) == "unsubscribed"
 
 
 def test_invalid_or_foreign_purpose_tokens_are_404_and_change_nothing(client):

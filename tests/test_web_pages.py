@@ -373,7 +373,7 @@ def test_outbox_lists_and_shows_messages(client, app, marketer):
 def test_outbox_shows_a_partner_only_its_own_mail(client, app):
     from sqlalchemy import select
 
-    from campaigns import ledger, services
+    from campaigns import ledger, lifecycle
     from campaigns.models import Send
     from core.db import db
     from delivery.outbox import store_eml
@@ -384,7 +384,7 @@ def test_outbox_shows_a_partner_only_its_own_mail(client, app):
         partner = make_partner(tier="gold")
         user, _ = make_user("partner_user", partner, password=PASSWORD)
         campaign = make_campaign(partner, user, journey, contacts=[make_contact(partner)])
-        services.launch_campaign(campaign)
+        lifecycle.launch_campaign(campaign)
         ledger.start_scheduled_campaigns()
         send_id = db.session.scalar(select(Send.id).where(Send.campaign_id == campaign.id))
         mail = f"Subject: outbox-{label}\r\nTo: x@example.com\r\n\r\nbody\r\n".encode()

@@ -1,1 +1,1 @@
-"""Signed tracking tokens, the public /t and /u endpoints, event ingest and analytics."""
+"""The public /t and /u endpoints, event ingest, bot classification, SES webhooks, analytics."""

@@ -14,17 +14,17 @@ import io
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, distinct, func, or_, select
 
 from accounts.models import Partner
 from campaigns.models import Campaign, CampaignMember, Contact, Send
 from core import clock
 from core.db import db
+from core.tokens import HONEYPOT_LINK
 from journeys.models import Journey, JourneyStep, TemplateVersion
-from tracking.bots import HONEYPOT_LINK
 from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
 
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
@@ -372,9 +372,7 @@ SCORECARD_COLUMNS = [
 
 def recount_from_events(*, journey_id: int | None = None, campaign_id: int | None = None) -> dict:
     """Recompute engagement counters from raw events (checks rollups; the API never calls it)."""
-    from sqlalchemy import case, distinct
 
-    from tracking.models import Event
 
     def human(kind: str):  # noqa: ANN202
         return func.sum(case((Event.kind == kind, case((Event.machine.is_(False), 1), else_=0)),
@@ -406,3 +404,26 @@ def recent_events(campaign_id: int, limit: int = 20) -> list[Event]:
     return list(db.session.scalars(
         select(Event).where(Event.campaign_id == campaign_id)
         .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)))
+
+
+def human_engagement(sends: Sequence[tuple[int, int, int]]
+                     ) -> dict[tuple[int, int, int], set[str]]:
+    """Return the human engagement kinds ("open", "click") seen by each
+    (campaign_id, step_index, contact_id) send; journey conditions read this."""
+    if not sends:
+        return {}
+    rows = db.session.execute(
+        select(Send.campaign_id, Send.step_index, Send.contact_id, Event.kind)
+        .join(Event, Event.send_id == Send.id)
+        .where(
+            or_(*[and_(Send.campaign_id == campaign_id, Send.step_index == step_index,
+                       Send.contact_id == contact_id)
+                  for campaign_id, step_index, contact_id in sends]),
+            Event.machine.is_(False),
+            Event.kind.in_(("open", "click")),
+        )
+    ).all()
+    seen: dict[tuple[int, int, int], set[str]] = {}
+    for campaign_id, step_index, contact_id, kind in rows:
+        seen.setdefault((campaign_id, step_index, contact_id), set()).add(kind)
+    return seen

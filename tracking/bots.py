@@ -12,9 +12,7 @@ import ipaddress
 import re
 from datetime import datetime, timedelta
 
-# A hidden link the renderer may add to every message: no human can see it, so any click
-# on it is a scanner following every href. Tokens carry link indexes as 16-bit numbers.
-HONEYPOT_LINK = 65535
+from core.tokens import HONEYPOT_LINK
 
 SCANNER_CLICK_WINDOW = timedelta(seconds=10)  # a click this soon after delivery is a scanner
 ALL_LINKS_WINDOW = timedelta(seconds=5)  # every link of a message clicked within this window

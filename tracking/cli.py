@@ -12,6 +12,7 @@ import click
 import redis
 from flask import Flask, current_app
 
+from core.redis import redis_client
 from tracking import ingest
 
 log = logging.getLogger("lastmile.tracking")
@@ -28,7 +29,7 @@ def drain(consumer: str | None, batch: int, once: bool, min_idle_ms: int) -> Non
     url = current_app.config.get("REDIS_URL")
     if not url:
         raise click.ClickException("REDIS_URL is empty: hits go straight to the database.")
-    r = redis.Redis.from_url(url)
+    r = redis_client(url)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     stopping = {"flag": False}
 

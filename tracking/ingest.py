@@ -26,7 +26,7 @@ from campaigns.models import Send
 from core.db import db
 from journeys.models import TemplateVersion
 from tracking import bots
-from tracking.models import NO_LINK, EngagementRollup, Event, SendEngagement
+from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
 
 log = logging.getLogger("lastmile.tracking")
 
@@ -226,7 +226,6 @@ def _move_counters(accepted: list[tuple[Hit, bool]], sends: dict) -> None:
 
 
 def _upsert_rollups(deltas: dict[tuple, dict[str, int]]) -> None:
-    from tracking.models import ROLLUP_COUNTERS
 
     values = []
     for key in sorted(deltas):  # one lock order for every drainer: no deadlocks

@@ -14,12 +14,16 @@ from collections import OrderedDict
 import redis
 from flask import Flask, current_app
 
+from accounts.models import Partner
 from campaigns.models import Campaign, Contact, Send
-from core import clock
+from campaigns.sending import compose_message
+from campaigns.suppression import suppress_email
+from core import clock, tokens
 from core.db import db
+from core.redis import configured_redis
+from core.tokens import HONEYPOT_LINK
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
-from tracking import bots, tokens
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
 
 log = logging.getLogger("lastmile.tracking")
@@ -56,8 +60,6 @@ def compute_link_targets(send_id: int) -> list[str] | None:
     values, member overrides and merge fields), so a click can only lead where the mail's
     link led. Only http(s) targets can be redirected to; anything else is ''.
     """
-    from accounts.models import Partner
-    from campaigns.compose import compose_message
 
     send = db.session.get(Send, send_id)
     if send is None:
@@ -117,11 +119,8 @@ class Recorder:
     def __init__(self, app: Flask):
         self.app = app
         self.secret: str = app.config["SECRET_KEY"]
-        url = app.config.get("REDIS_URL") or ""
-        self.redis: redis.Redis | None = (
-            redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-            if url else None
-        )
+        # A hit must not hang on a sick Redis: five seconds, then it goes to the database.
+        self.redis: redis.Redis | None = configured_redis(app.config, timeout=5)
         self._click = self.redis.register_script(_CLICK_LUA) if self.redis else None
 
     def open(self, token: str, user_agent: str, ip: str) -> bool:
@@ -139,7 +138,7 @@ class Recorder:
             return None
         send_id, link_index = parsed
         fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now())
-        if link_index == bots.HONEYPOT_LINK:
+        if link_index == HONEYPOT_LINK:
             with self.app.app_context():
                 exists = db.session.get(Send, send_id) is not None
             if not exists:
@@ -218,7 +217,6 @@ def masked_email(email: str) -> str:
 
 def unsubscribe(send: Send, user_agent: str = "", ip: str = "") -> None:
     """Suppress the send's address brand-wide and record one unsubscribe event (idempotent)."""
-    from campaigns.services import suppress_email
 
     suppress_email(send.email, "unsubscribed", detail=f"one-click unsubscribe, send {send.id}")
     apply_hits([Hit("unsubscribe", send.id, clock.now(), None, user_agent, ip,

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import select
 
+from campaigns.contacts import InvalidEmail, normalize_email
 from campaigns.models import Send
+from campaigns.suppression import add_suppressions
 from core import clock
 from core.db import db
 from core.errors import BadRequest, Forbidden
@@ -140,7 +142,6 @@ def _find_send(mail: dict) -> Send | None:
 
 def _recipients(items: list | None) -> list[str]:
     """Return the valid, normalized addresses named in an SES recipients list."""
-    from campaigns.contacts import InvalidEmail, normalize_email
 
     out = []
     for item in items if isinstance(items, list) else []:
@@ -158,7 +159,6 @@ def _recipients(items: list | None) -> list[str]:
 
 def handle_ses_notification(body: dict, message_id: str) -> dict:
     """Apply one SES notification: suppress addresses, record events; return a summary."""
-    from campaigns.services import add_suppressions
 
     kind = body.get("notificationType") or body.get("eventType") or ""
     mail = body.get("mail") or {}

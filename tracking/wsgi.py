@@ -122,10 +122,3 @@ def wrap(app: Flask) -> Flask:
     if not isinstance(app.wsgi_app, TrackingFastPath):
         app.wsgi_app = TrackingFastPath(app, app.wsgi_app)
     return app
-
-
-def create_server_app() -> Flask:
-    """Build the app for a WSGI server (gunicorn factory); create_app mounts the fast path."""
-    from app import create_app
-
-    return create_app()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template
 
 from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
-from campaigns import services as campaigns
+from campaigns import lifecycle
 from journeys import services as journeys
 from tracking import analytics
 from web.base import bp
@@ -90,7 +90,7 @@ def journey_csv(journey_id: int):
 @bp.get("/partner/campaigns/<int:campaign_id>/report")
 @require_roles(*ANY)
 def campaign_report(campaign_id: int):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     report = analytics.campaign_report(campaign)
     events = analytics.recent_events(campaign.id, RECENT_EVENTS)
     return render_template("web/campaign_report.html", campaign=campaign, report=report,
@@ -100,7 +100,7 @@ def campaign_report(campaign_id: int):
 @bp.get("/partner/campaigns/<int:campaign_id>/report.csv")
 @require_roles(*ANY)
 def campaign_report_csv(campaign_id: int):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     return _csv(analytics.report_csv(analytics.campaign_report(campaign)),
                 f"campaign-{campaign_id}.csv")
 
@@ -108,7 +108,7 @@ def campaign_report_csv(campaign_id: int):
 @bp.get("/partner/campaigns/<int:campaign_id>/recipients.csv")
 @require_roles(*PARTNER)
 def campaign_recipients_csv(campaign_id: int):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     rows = analytics.campaign_recipients(campaign, 1, 100_000)["items"]
     return _csv(analytics.to_csv(rows, analytics.RECIPIENT_COLUMNS),
                 f"campaign-{campaign_id}-recipients.csv")

@@ -9,6 +9,7 @@ from flask.blueprints import BlueprintSetupState
 
 from accounts.auth import current_user
 from accounts.models import BRAND_ROLES, User
+from campaigns.states import EDITABLE, allowed
 from core.errors import Unauthorized
 from web import csrf
 
@@ -47,7 +48,6 @@ def _install(state: BlueprintSetupState) -> None:
     app.after_request(_security_headers)
     app.jinja_env.globals["current_user"] = current_user
     # Pages offer exactly the actions the campaign state table allows, nothing of their own.
-    from campaigns.states import EDITABLE, allowed
 
     app.jinja_env.globals["campaign_can"] = allowed
     app.jinja_env.globals["campaign_editable"] = lambda campaign: campaign.status in EDITABLE

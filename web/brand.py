@@ -5,9 +5,14 @@ from __future__ import annotations
 from flask import current_app, flash, redirect, render_template, request, url_for
 from markupsafe import escape
 
-from accounts.auth import BRAND, require_roles
+from accounts.auth import BRAND, require_roles, visible
+from accounts.services import get_partner
+from campaigns import lifecycle
 from core.errors import DomainError, StateError
 from journeys import services as journeys
+from personalization import render
+from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
+from personalization.slots import clean_slot_values
 from web import forms
 from web.base import bp, me, preview_response, safe_next
 
@@ -34,7 +39,6 @@ STARTER_SLOTS = [
 
 
 def _sample_inputs() -> tuple[dict, dict, dict, dict]:
-    from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
 
     user = me()
     sender = {"name": user.name or "Your Name", "reply_to": user.email}
@@ -126,8 +130,6 @@ def template_publish(template_id: int):
 @bp.get("/brand/templates/<int:template_id>/versions/<int:number>/preview")
 @require_roles(*BRAND)
 def template_version_preview(template_id: int, number: int):
-    from personalization import render
-    from personalization.slots import clean_slot_values
 
     version = journeys.get_version(template_id, number)
     contact, partner, sender, brand = _sample_inputs()
@@ -144,7 +146,6 @@ def template_version_preview(template_id: int, number: int):
 @require_roles(*BRAND)
 def template_live_preview():
     """Render the editor's unsaved source with sample data, for the preview iframe."""
-    from personalization import render
 
     source = _source_from_form()
     contact, partner, sender, brand = _sample_inputs()
@@ -255,29 +256,25 @@ def journey_action(journey_id: int, action: str):
 @bp.get("/brand/approvals")
 @require_roles(*BRAND)
 def approvals():
-    from accounts.services import get_partner
-    from campaigns import services as campaigns
 
-    pending, _ = campaigns.list_campaigns(None, "pending_approval", 1, 100)
+    pending, _ = lifecycle.list_campaigns(None, "pending_approval", 1, 100)
     rows = [{"campaign": c, "partner": get_partner(c.partner_id),
              "journey": journeys.get_journey(c.journey_id),
-             "changes": campaigns.campaign_changes(c)} for c in pending]
+             "changes": lifecycle.campaign_changes(c)} for c in pending]
     return render_template("web/approvals.html", rows=rows)
 
 
 @bp.post("/brand/approvals/<int:campaign_id>/<any(approve, reject):action>")
 @require_roles(*BRAND)
 def approval_action(campaign_id: int, action: str):
-    from accounts.auth import visible
-    from campaigns import services as campaigns
 
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     try:
         if action == "approve":
-            campaigns.approve_campaign(campaign, me())
+            lifecycle.approve_campaign(campaign, me())
             flash(f"“{campaign.name}” approved and scheduled.", "ok")
         else:
-            campaigns.reject_campaign(campaign, me(), request.form.get("reason", ""))
+            lifecycle.reject_campaign(campaign, me(), request.form.get("reason", ""))
             flash(f"“{campaign.name}” rejected; the partner sees your reason.", "ok")
     except DomainError as err:
         flash(f"{err.message} {' '.join(err.fields.values())}".strip(), "error")

@@ -8,12 +8,16 @@ from markupsafe import escape
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible
 from campaigns import contacts as contacts_service
-from campaigns import services as campaigns
+from campaigns import lifecycle, members, messages, suppression, values
 from campaigns.models import Campaign
+from campaigns.sending import compose_message
 from core.db import db
 from core.errors import DomainError, NotFound
 from journeys import services as journeys
 from personalization.context import brand_context, sample_contact
+from personalization.render import render_message
+from personalization.slots import clean_slot_values
+from tracking import analytics
 from web.base import bp, me, preview_response
 from web.imports import job_json, start_import
 from web.models import ImportJob
@@ -32,7 +36,7 @@ def _brand() -> dict:
 
 def _steps(journey, kind: str = "journey") -> list[dict]:
     """Return each step's pinned version with its slots, as the form shows them."""
-    versions = campaigns.journey_versions(journey)
+    versions = values.journey_versions(journey)
     if kind == "quick_send":
         versions = versions[:1]
     return [{"index": i, "version": v, "step": journey.steps[i]} for i, v in enumerate(versions)]
@@ -65,8 +69,6 @@ def partner_home():
 @bp.get("/partner/journeys/<int:journey_id>/thumbnail")
 @require_roles(*PARTNER)
 def journey_thumbnail(journey_id: int):
-    from personalization.render import render_message
-    from personalization.slots import clean_slot_values
 
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
@@ -111,7 +113,7 @@ def personalize(journey_id: int):
     values, sender = _values_from_form(steps), _sender_from_form()
     name = request.form.get("name", "")
     try:
-        campaign = campaigns.create_campaign(partner, me(), {
+        campaign = lifecycle.create_campaign(partner, me(), {
             "journey_id": journey.id, "name": name, "slot_values": values, "sender": sender})
     except DomainError as err:
         return _personalize_page(journey, partner, values=values, sender=sender, name=name,
@@ -124,7 +126,7 @@ def personalize(journey_id: int):
 @bp.route("/partner/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
 @require_roles(*PARTNER)
 def campaign_edit(campaign_id: int):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     partner = _partner()
     journey = journeys.get_journey(campaign.journey_id)
     if request.method == "GET":
@@ -133,7 +135,7 @@ def campaign_edit(campaign_id: int):
     values, sender = _values_from_form(steps), _sender_from_form()
     name = request.form.get("name", "")
     try:
-        campaigns.update_campaign(campaign, me(), {"name": name, "slot_values": values,
+        lifecycle.update_campaign(campaign, me(), {"name": name, "slot_values": values,
                                                    "sender": sender})
     except DomainError as err:
         return _personalize_page(journey, partner, campaign=campaign, values=values,
@@ -151,7 +153,7 @@ def personalize_validate(journey_id: int):
     journey = journeys.catalog_journey(journey_id, _partner())
     steps = _steps(journey)
     try:
-        campaigns.clean_campaign_values(_values_from_form(steps), [s["version"] for s in steps])
+        values.clean_campaign_values(_values_from_form(steps), [s["version"] for s in steps])
     except DomainError as err:
         return jsonify({"ok": False, "fields": err.fields})
     return jsonify({"ok": True, "fields": {}})
@@ -161,7 +163,6 @@ def personalize_validate(journey_id: int):
 @require_roles(*PARTNER)
 def personalize_preview(journey_id: int):
     """Render one step for one recipient exactly as the worker would, from unsaved values."""
-    from campaigns.compose import compose_message
 
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
@@ -173,9 +174,9 @@ def personalize_preview(journey_id: int):
     if contact_id.isdigit():
         contact = visible(contacts_service.get_contact(int(contact_id)), "Contact")
     try:
-        values = campaigns.clean_campaign_values(_values_from_form(steps),
-                                                 [s["version"] for s in steps])
-        sender_name, reply_to = campaigns.clean_sender(_sender_from_form(), partner, me())
+        slot_values = values.clean_campaign_values(_values_from_form(steps),
+                                                   [s["version"] for s in steps])
+        sender_name, reply_to = values.clean_sender(_sender_from_form(), partner, me())
     except DomainError as err:
         items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in err.fields.items())
         return preview_response(
@@ -183,7 +184,7 @@ def personalize_preview(journey_id: int):
             f"<p>Fix these values to see the preview:</p><ul>{items}</ul></body>")
     # An unsaved campaign (never added to the session) drives the same composer as sending.
     draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
-                     slot_values=values, sender_name=sender_name, sender_reply_to=reply_to)
+                     slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
     composed = compose_message(draft, step_index, contact, partner, send_id=None,
                                config=current_app.config, overrides={})
     return preview_response(composed.html)
@@ -258,10 +259,10 @@ def quick_send(contact_id: int):
     options = [j for j in journeys.catalog_for(partner) if j.quick_send]
     if request.method == "GET":
         return render_template("web/quick_send.html", contact=contact, journeys=options,
-                               reason=campaigns.exclusion_reason(contact))
+                               reason=suppression.exclusion_reason(contact))
     journey_id = request.form.get("journey_id", "")
     try:
-        campaign, _result = campaigns.quick_send(partner, me(), {
+        campaign, _result = lifecycle.quick_send(partner, me(), {
             "journey_id": int(journey_id) if journey_id.isdigit() else journey_id,
             "contact_ids": [contact.id]})
     except DomainError as err:
@@ -276,7 +277,7 @@ def quick_send(contact_id: int):
 @bp.get("/partner/campaigns")
 @require_roles(*PARTNER)
 def campaigns_list():
-    rows, _ = campaigns.list_campaigns(me().partner_id, None, 1, 200)
+    rows, _ = lifecycle.list_campaigns(me().partner_id, None, 1, 200)
     return render_template("web/campaigns.html", campaigns=rows)
 
 
@@ -284,7 +285,6 @@ bp.add_url_rule("/partner/campaigns", endpoint="campaigns", view_func=campaigns_
 
 
 def _recipients(campaign: Campaign) -> dict:
-    from tracking import analytics
 
     page = max(1, request.args.get("page", 1, type=int) or 1)
     return analytics.campaign_recipients(campaign, page, 100)
@@ -309,8 +309,8 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int
                              "reason": row["reason"]})
     return render_template(
         "web/campaign.html", campaign=campaign, journey=journey,
-        counts=campaigns.message_counts(campaign.id),
-        members=campaigns.member_count(campaign.id), steps=campaigns.step_count(campaign),
+        counts=messages.message_counts(campaign.id),
+        members=members.member_count(campaign.id), steps=lifecycle.step_count(campaign),
         # Only the owning partner sees per-recipient rows; brand roles see the aggregates.
         recipients=_recipients(campaign) if owner_view else None,
         contacts=contact_rows, contacts_total=contacts_total, q=q, added=added,
@@ -323,13 +323,13 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int
 @bp.get("/partner/campaigns/<int:campaign_id>")
 @require_roles(*ANY)
 def campaign(campaign_id: int):
-    return _campaign_page(visible(campaigns.get_campaign(campaign_id), "Campaign"))[0]
+    return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))[0]
 
 
 @bp.post("/partner/campaigns/<int:campaign_id>/members")
 @require_roles(*PARTNER)
 def campaign_members(campaign_id: int):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     if request.form.get("all") == "1":
         rows, _ = contacts_service.list_contacts(campaign.partner_id, request.form.get("q", ""),
                                                  1, ADD_ALL_LIMIT)
@@ -340,24 +340,28 @@ def campaign_members(campaign_id: int):
         flash("Choose at least one contact.", "error")
         return redirect(url_for("web.campaign", campaign_id=campaign.id))
     try:
-        result = campaigns.add_members(campaign, ids)
+        result = members.add_members(campaign, ids)
     except DomainError as err:
         flash(err.message, "error")
         return redirect(url_for("web.campaign", campaign_id=campaign.id))
     return _campaign_page(campaign, added=result)[0]
 
 
+STATE_ACTIONS = {"pause": lifecycle.pause_campaign, "resume": lifecycle.resume_campaign,
+                 "cancel": lifecycle.cancel_campaign}
+
+
 @bp.post("/partner/campaigns/<int:campaign_id>/<any(launch, pause, resume, cancel):action>")
 @require_roles(*PARTNER)
 def campaign_action(campaign_id: int, action: str):
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     try:
         if action == "launch":
-            status = campaigns.launch_campaign(campaign)
+            status = lifecycle.launch_campaign(campaign)
             flash("Sent for brand approval." if status == "pending_approval"
                   else "Launched: the first messages are on their way.", "ok")
         else:
-            getattr(campaigns, f"{action}_campaign")(campaign)
+            STATE_ACTIONS[action](campaign)
             flash(f"Campaign {campaign.status}.", "ok")
     except DomainError as err:
         flash(err.message, "error")
@@ -367,11 +371,10 @@ def campaign_action(campaign_id: int, action: str):
 @bp.get("/partner/campaigns/<int:campaign_id>/preview")
 @require_roles(*ANY)
 def campaign_preview(campaign_id: int):
-    from campaigns.compose import compose_message
 
-    campaign = visible(campaigns.get_campaign(campaign_id), "Campaign")
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     step = request.args.get("step", 0, type=int) or 0
-    if not 0 <= step < campaigns.step_count(campaign):
+    if not 0 <= step < lifecycle.step_count(campaign):
         abort(404)
     contact: object = sample_contact()
     overrides: dict | None = {}
@@ -381,7 +384,7 @@ def campaign_preview(campaign_id: int):
         if me().is_brand:
             raise NotFound("Contact not found.")
         contact = visible(contacts_service.get_contact(contact_id), "Contact")
-        overrides = campaigns.member_overrides(campaign.id, contact_id)
+        overrides = members.member_overrides(campaign.id, contact_id)
     partner = accounts.get_partner(campaign.partner_id)
     composed = compose_message(campaign, step, contact, partner, send_id=None,
                                config=current_app.config, overrides=overrides)

@@ -218,7 +218,7 @@ def test_hostile_text_stays_text_and_forms_need_their_token(app, people):
     from tests.builders import make_sent_message
 
     send = make_sent_message(campaign, email="mallory@example.com")
-    from tracking.tokens import make_token
+    from core.tokens import make_token
 
     token = make_token(app.config["SECRET_KEY"], "open", send.id)
     services.get_recorder(app).open(token, "<script>alert('ua')</script>", "192.0.2.1")

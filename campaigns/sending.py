@@ -1,7 +1,13 @@
-"""RQ jobs of the campaigns package: they take send ids, never ORM objects.
+"""The send path after launch, in the order mail flows:
 
-No app is created here: `flask worker` builds the app once per process and runs every job
-inside its app context (campaigns/worker.py).
+1. `scheduler_tick` (run every second by `flask scheduler`, or by the embedded worker) starts
+   launched campaigns, whose members get step-0 rows in the ledger, and hands due send ids to
+   the RQ queue in batches.
+2. `send_batch` (the RQ job) claims those rows in the ledger, composes each recipient's
+   message, builds its MIME bytes, hands them to the delivery backend and records every
+   outcome in the ledger.
+3. `compose_message` renders one recipient's message exactly as sent; previews call it too
+   (`preview_campaign`), so what a partner previews is what a recipient receives.
 """
 
 from __future__ import annotations
@@ -11,21 +17,38 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
+from redis import Redis
+from rq import Queue
 from sqlalchemy import select
 
 from accounts.models import Partner
 from campaigns import ledger
+from campaigns.members import member_overrides
 from campaigns.models import Campaign, CampaignMember, Contact
 from core import clock
 from core.db import db
-from delivery.base import Backend, OutgoingMessage, get_backend
-from journeys.models import TemplateVersion
+from core.errors import NotFound
+from core.tokens import HONEYPOT_LINK, make_token
+from delivery.backends import delivery_backend, drop_backend
+from delivery.base import OutgoingMessage
+from delivery.mime import build_message
+from delivery.ratelimit import rate_limiter
+from journeys.models import JourneyStep, TemplateVersion
+from personalization.context import brand_context
+from personalization.render import render_message
 
 log = logging.getLogger(__name__)
+
+QUEUE_NAME = "sends"
+# A job must end before its rows' lease does, or another worker could take them over.
+JOB_TIMEOUT = ledger.DEFAULT_LEASE_SECONDS - 30
+ENQUEUE_GROUP = 50  # batches per Redis pipeline
 
 # Outcomes are committed after every this-many messages: the span between the server's
 # "250 accepted" and our commit is the only place a duplicate can come from after a crash.
@@ -49,126 +72,72 @@ class _PhaseTimer:
         STATS[self.name] += time.perf_counter() - self.started
 
 
-# --------------------------------------------------------------------------- rate limits
+# --------------------------------------------------------------------------- 1. the scheduler tick
 
 
-class RateLimiter:
-    """Fixed one-second windows per partner and overall, shared through Redis when present.
-
-    Counting uses INCRBY + EXPIRE on a key per window, so any number of worker processes on
-    any number of machines share one budget. Without Redis (embedded mode: one process) the
-    windows live in this process.
-    """
-
-    def __init__(self, redis_client=None) -> None:  # noqa: ANN001 - redis.Redis | None
-        self.redis = redis_client
-        self.local: dict[str, int] = {}
-
-    def _take(self, key: str, wanted: int, limit: int) -> int:
-        """Take up to `wanted` units from the window `key` of size `limit`; return granted."""
-        if wanted <= 0:
-            return 0
-        if self.redis is not None:
-            pipe = self.redis.pipeline()
-            pipe.incrby(key, wanted)
-            pipe.expire(key, 5)
-            total = int(pipe.execute()[0])
-            granted = max(0, min(wanted, limit - (total - wanted)))
-            if granted < wanted:
-                self.redis.decrby(key, wanted - granted)
-            return granted
-        used = self.local.get(key, 0)
-        granted = max(0, min(wanted, limit - used))
-        self.local = {k: v for k, v in self.local.items() if k.endswith(key[-12:])}
-        self.local[key] = used + granted
-        return granted
-
-    def _give_back(self, key: str, units: int) -> None:
-        if units <= 0:
-            return
-        if self.redis is not None:
-            self.redis.decrby(key, units)
-        else:
-            self.local[key] = self.local.get(key, 0) - units
-
-    def admit(
-        self, rows: list[ledger.Claimed], global_limit: int, partner_limit: int
-    ) -> tuple[list[ledger.Claimed], list[ledger.Claimed]]:
-        """Split rows into those the limits let out this second and those to hold back."""
-        if global_limit <= 0 and partner_limit <= 0:
-            return rows, []
-        window = clock.now().strftime("%Y%m%d%H%M%S")
-        by_partner: dict[int, list[ledger.Claimed]] = defaultdict(list)
-        for row in rows:
-            by_partner[row.partner_id].append(row)
-        allowed: list[ledger.Claimed] = []
-        held: list[ledger.Claimed] = []
-        for partner_id, group in by_partner.items():
-            n = len(group)
-            partner_key = f"lastmile:rate:p{partner_id}:{window}"
-            if partner_limit > 0:
-                n = self._take(partner_key, n, partner_limit)
-            granted = n
-            if global_limit > 0:
-                granted = self._take(f"lastmile:rate:all:{window}", n, global_limit)
-                if partner_limit > 0:
-                    self._give_back(partner_key, n - granted)
-            allowed.extend(group[:granted])
-            held.extend(group[granted:])
-        return allowed, held
+def send_queue(connection: Redis) -> Queue:
+    """Return the queue send batches travel on."""
+    return Queue(QUEUE_NAME, connection=connection)
 
 
-_limiters: dict[str, RateLimiter] = {}
+def enqueue_batches(queue: Queue, batches: list[list[int]]) -> int:
+    """Enqueue one `send_batch` job per batch of ids through one pipeline; return jobs."""
+    for start in range(0, len(batches), ENQUEUE_GROUP):
+        group = batches[start:start + ENQUEUE_GROUP]
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(
+                [
+                    Queue.prepare_data(
+                        send_batch, args=(ids,), timeout=JOB_TIMEOUT, result_ttl=0,
+                        failure_ttl=7 * 86400, description=f"send_batch({len(ids)} sends)",
+                    )
+                    for ids in group
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
+    return len(batches)
 
 
-def rate_limiter(config: Mapping) -> RateLimiter:
-    """Return this process's limiter for the configured Redis (or the in-process one)."""
-    url = str(config.get("REDIS_URL") or "")
-    if url not in _limiters:
-        client = None
-        if url:
-            import redis
-
-            client = redis.Redis.from_url(url)
-        _limiters[url] = RateLimiter(client)
-    return _limiters[url]
+def housekeeping() -> dict[str, int]:
+    """Start scheduled campaigns, reap expired leases, tidy and complete; return counts."""
+    counts = {
+        "started": ledger.start_scheduled_campaigns(),
+        "reaped": ledger.reap_expired_leases(),
+        "tidied": ledger.tidy_stopped_campaigns(),
+        "completed": sum(ledger.complete_if_done(cid) for cid in ledger.running_campaign_ids()),
+    }
+    return {k: v for k, v in counts.items() if v}
 
 
-# --------------------------------------------------------------------------- the backend
-
-BACKEND_KEYS = ("DELIVERY_BACKEND", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
-                "SMTP_SECURITY", "SES_REGION", "SES_ENDPOINT_URL", "SES_CONFIGURATION_SET",
-                "OUTBOX_DIR")
-_backend: tuple[tuple, Backend] | None = None
-
-
-def delivery_backend(config: Mapping) -> Backend:
-    """Return this process's backend for `config`, kept open across batches.
-
-    Opening an SMTP session (or an SES client) costs more than sending dozens of messages;
-    the SMTP backend checks a kept connection with NOOP before reusing it.
-    """
-    global _backend
-    key = tuple(str(config.get(name) or "") for name in BACKEND_KEYS)
-    if _backend is not None and _backend[0] == key:
-        return _backend[1]
-    drop_backend()
-    _backend = (key, get_backend(config))
-    return _backend[1]
-
-
-def drop_backend() -> None:
-    """Close and forget this process's kept backend."""
-    global _backend
-    if _backend is not None:
+def scheduler_tick(
+    queue: Queue,
+    batch_size: int = 200,
+    enqueue_seconds: float = ledger.DEFAULT_ENQUEUE_SECONDS,
+) -> dict[str, int]:
+    """Run one scheduler pass: housekeeping, then hand every due row to the queue as ids."""
+    counts = housekeeping()
+    rows = jobs = 0
+    while True:
+        ids = ledger.take_due_ids(batch_size * ENQUEUE_GROUP, enqueue_seconds)
+        if not ids:
+            break
+        batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
         try:
-            _backend[1].close()
-        except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone
-            log.debug("closing the delivery backend failed", exc_info=True)
-        _backend = None
+            jobs += enqueue_batches(queue, batches)
+        except Exception:  # noqa: BLE001 - Redis down: the rows' marks expire, mail is delayed
+            log.exception("could not enqueue %s sends; they come due again later", len(ids))
+            counts["enqueue_failed"] = len(ids)
+            break
+        rows += len(ids)
+        if len(ids) < batch_size * ENQUEUE_GROUP:
+            break
+    if rows:
+        counts.update(enqueued=rows, jobs=jobs)
+    return counts
 
 
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- 2. the job
 
 
 def send_batch(send_ids: list[int]) -> dict[str, int]:
@@ -206,9 +175,6 @@ def deliver_due(
     its own timeout); then at most that chunk's accepted mail can go out again.
     """
     stop_at = time.monotonic() + (lease_seconds / 2 if time_budget is None else time_budget)
-    from campaigns.compose import compose_message
-    from delivery.mime import build_message
-
     config = current_app.config
     with _PhaseTimer("db"):
         claimed = ledger.claim_batch(limit, lease_seconds, send_ids)
@@ -330,3 +296,103 @@ def deliver_due(
         raise
     log.info("batch of %s: %s", len(claimed), dict(counts))
     return dict(counts)
+
+
+# --------------------------------------------------------------------------- 3. one message
+
+_LOOKUP: Any = object()
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A personalized message plus what the sender needs to build its headers."""
+
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str
+    template_version_id: int
+    # With a send: each link's rendered target, by index (where a click on it redirects).
+    link_targets: tuple[str, ...] = ()
+
+
+def step_version(campaign: Campaign, step_index: int) -> TemplateVersion:
+    """Return the pinned template version of a campaign's step (404 if there is no such step)."""
+    if campaign.kind == "quick_send" and step_index != 0:
+        raise NotFound("Quick sends have only step 0.")
+    # A published journey's pins never change, so the session may remember them; the
+    # version row itself then comes from the identity map without another query.
+    cache = db.session.info.setdefault("lastmile_step_versions", {})
+    key = (campaign.journey_id, step_index)
+    version_id = cache.get(key)
+    if version_id is None:
+        version_id = db.session.scalar(select(JourneyStep.template_version_id).where(
+            JourneyStep.journey_id == campaign.journey_id, JourneyStep.position == step_index))
+        if version_id is None:
+            raise NotFound(f"The journey has no step {step_index}.")
+        cache[key] = version_id
+    version = db.session.get(TemplateVersion, version_id)
+    if version is None:
+        raise NotFound(f"The journey has no step {step_index}.")
+    return version
+
+
+def tracking_urls(config: Mapping, send_id: int) -> tuple[str, str]:
+    """Return (open pixel URL, unsubscribe URL) for a send."""
+    base = str(config["PUBLIC_BASE_URL"]).rstrip("/")
+    secret = str(config["SECRET_KEY"])
+    return (f"{base}/t/o/{make_token(secret, 'open', send_id)}",
+            f"{base}/u/{make_token(secret, 'unsubscribe', send_id)}")
+
+
+def slot_values_for(campaign: Campaign, step_index: int, overrides: dict | None) -> dict:
+    """Return the campaign's values for a step with the member's overrides applied."""
+    values = dict((campaign.slot_values or {}).get(str(step_index), {}))
+    values.update((overrides or {}).get(str(step_index), {}))
+    return values
+
+
+def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict,
+                    partner: Any, *, send_id: int | None, config: Mapping,
+                    overrides: dict | None = _LOOKUP,
+                    version: TemplateVersion | None = None) -> Composed:
+    """Render a campaign step for one contact, with tracking when `send_id` is given.
+
+    Pass `overrides` (the member's stored overrides, {} for none) and `version` when you
+    already loaded them in bulk; otherwise they are read here (one indexed query each).
+    """
+    if version is None:
+        version = step_version(campaign, step_index)
+    if isinstance(contact, Contact):
+        if overrides is _LOOKUP:
+            overrides = member_overrides(campaign.id, contact.id)
+        contact_ctx = contact.template_context()
+    else:
+        overrides = {} if overrides is _LOOKUP else overrides
+        contact_ctx = contact
+    partner_ctx = partner.template_context() if hasattr(partner, "template_context") else partner
+    sender = {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to}
+    brand = brand_context(config)
+    values = slot_values_for(campaign, step_index, overrides)
+    targets: dict[int, str] = {}
+    if send_id is None:
+        rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand)
+        unsubscribe_url = "#"
+    else:
+        base = str(config["PUBLIC_BASE_URL"]).rstrip("/")
+        secret = str(config["SECRET_KEY"])
+        pixel_url, unsubscribe_url = tracking_urls(config, send_id)
+
+        def link_url(index: int, url: str) -> str:
+            targets[index] = url
+            return f"{base}/t/c/{make_token(secret, 'click', send_id, index)}"
+
+        honeypot = f"{base}/t/c/{make_token(secret, 'click', send_id, HONEYPOT_LINK)}"
+        rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand,
+                                  link_url=link_url, unsubscribe_url=unsubscribe_url,
+                                  open_pixel_url=pixel_url, honeypot_url=honeypot)
+    link_targets = () if send_id is None else tuple(
+        targets.get(i, "") for i in range(len(version.links or [])))
+    return Composed(subject=rendered.subject, html=rendered.html, text=rendered.text,
+                    unsubscribe_url=unsubscribe_url, template_version_id=version.id,
+                    link_targets=link_targets)

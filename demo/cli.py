@@ -9,9 +9,18 @@ import sys
 import time
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+
+from accounts import services as accounts
+from accounts.models import Partner, User
+from campaigns.models import Contact
+from core import migrate
+from core.db import db
+from journeys import services as journeys
+from journeys.cli import import_starters
+from journeys.models import Journey
 
 DEMO_PASSWORD = "lastmile-demo"  # noqa: S105 (demo data, printed on purpose)
 demo_cli = AppGroup("demo", help="Demo data for trying Lastmile.")
@@ -22,14 +31,6 @@ def seed_demo() -> list[tuple[str, str, str]]:
 
     Idempotent: existing users keep their data and get a fresh API token.
     """
-    from accounts import services as accounts
-    from accounts.models import Partner, User
-    from campaigns.models import Contact
-    from core.db import db
-    from journeys import services as journeys
-    from journeys.cli import import_starters
-    from journeys.models import Journey
-
     partners = {}
     for name, tier, region, site in (
         ("Northside Advisors", "gold", "north", "https://northside.example"),
@@ -105,8 +106,6 @@ def seed_command() -> None:
 @click.option("--no-seed", is_flag=True, help="Do not create demo data.")
 def dev_command(host: str, port: int, no_seed: bool) -> None:
     """Migrate, seed a demo, and run the web app, a worker and a local SMTP catcher."""
-    from core import migrate
-
     migrate.upgrade()
     logins = [] if no_seed else seed_demo()
     env = dict(os.environ)
@@ -152,3 +151,9 @@ def dev_command(host: str, port: int, no_seed: bool) -> None:
                 child.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def init_app(app: Flask) -> None:
+    """Register the demo commands."""
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(dev_command)

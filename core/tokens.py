@@ -14,6 +14,9 @@ import hmac
 import struct
 
 PURPOSES = ("open", "click", "unsubscribe")
+# A hidden link the renderer adds to every sent message: no person can see it, so a click on
+# it is a scanner following every href. Tokens carry link indexes as 16-bit numbers.
+HONEYPOT_LINK = 65535
 _MAC_BYTES = 12  # 96-bit tag: unguessable, and keeps URLs short
 
 

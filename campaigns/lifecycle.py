@@ -1,0 +1,256 @@
+"""A campaign's life: create and edit, launch (to approval or the scheduler), approve or
+reject, pause, resume, cancel, quick send, and what an approver reviews.
+
+Every status change goes through the action table in `campaigns.states`; the scheduler
+(`campaigns.sending`) turns a launched campaign into send rows in the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from accounts.models import Partner, User
+from campaigns import ledger
+from campaigns.members import member_count, stage_members
+from campaigns.models import Campaign, CampaignMember
+from campaigns.states import allowed, apply, require_editable
+from campaigns.values import (
+    CONTROL,
+    campaign_versions,
+    catalog_journey_for,
+    clean_campaign_values,
+    clean_sender,
+    journey_versions,
+)
+from core import clock
+from core.db import db
+from core.errors import StateError, ValidationError
+from journeys.models import Journey
+
+CAMPAIGN_FIELDS = frozenset({"journey_id", "name", "slot_values", "sender"})
+QUICK_SEND_FIELDS = frozenset({"journey_id", "contact_ids", "slot_values", "sender", "overrides",
+                               "name"})
+
+
+def _unknown_fields(data: dict, allowed: frozenset[str]) -> dict[str, str]:
+    return {
+        str(key)[:100]: (
+            "template content cannot be sent; supply slot values only"
+            if key in ("mjml", "html", "template", "subject", "preheader", "steps", "text",
+                       "template_id", "template_version_id", "slots")
+            else "is not a campaign field"
+        )
+        for key in data if key not in allowed
+    }
+
+
+def _create_campaign(partner: Partner, user: User, data: dict, *, kind: str,
+                     allowed: frozenset[str]) -> Campaign:
+    problems = _unknown_fields(data, allowed)
+    if problems:
+        raise ValidationError("Only slot values can be personalized.", problems,
+                              code="locked_content")
+    journey = catalog_journey_for(data.get("journey_id"), partner)
+    if kind == "quick_send" and not journey.quick_send:
+        raise ValidationError("This journey is not available for quick sends.",
+                              {"journey_id": "journey does not allow quick send"},
+                              code="quick_send_not_allowed")
+    versions = journey_versions(journey)
+    if kind == "quick_send":
+        versions = versions[:1]
+    name = data.get("name") or (f"Quick send: {journey.name}" if kind == "quick_send"
+                                else journey.name)
+    if not isinstance(name, str) or len(name) > 200 or CONTROL.search(name):
+        raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
+    sender_name, reply_to = clean_sender(data.get("sender"), partner, user)
+    values = clean_campaign_values(data.get("slot_values"), versions)
+    campaign = Campaign(partner_id=partner.id, journey_id=journey.id, created_by=user.id,
+                        name=name.strip()[:200], kind=kind, status="draft", slot_values=values,
+                        sender_name=sender_name, sender_reply_to=reply_to, status_reason="")
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def create_campaign(partner: Partner, user: User, data: dict) -> Campaign:
+    """Create a draft campaign from a JSON body {journey_id, name, slot_values, sender}."""
+    campaign = _create_campaign(partner, user, data, kind="journey", allowed=CAMPAIGN_FIELDS)
+    db.session.commit()
+    return campaign
+
+
+def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
+    """Change a draft (or rejected) campaign's name, slot values or sender; rejected -> draft."""
+    require_editable(campaign)
+    problems = _unknown_fields(data, frozenset({"name", "slot_values", "sender"}))
+    if problems:
+        raise ValidationError("Only slot values can be personalized.", problems,
+                              code="locked_content")
+    partner = db.session.get(Partner, campaign.partner_id)
+    journey = db.session.get(Journey, campaign.journey_id)
+    versions = campaign_versions(campaign, journey)
+    if "slot_values" in data:
+        campaign.slot_values = clean_campaign_values(data["slot_values"], versions)
+    if "sender" in data:
+        campaign.sender_name, campaign.sender_reply_to = clean_sender(data["sender"], partner,
+                                                                      user)
+    if "name" in data:
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 \
+                or CONTROL.search(name):
+            raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
+        campaign.name = name.strip()
+    if allowed(campaign, "edit"):
+        apply(campaign, "edit", "edited after rejection")
+    db.session.commit()
+    return campaign
+
+
+def get_campaign(campaign_id: int) -> Campaign | None:
+    """Return a campaign by id (callers pass it through `visible()`)."""
+    return db.session.get(Campaign, campaign_id)
+
+
+def list_campaigns(partner_id: int | None, status: str | None = None, page: int = 1,
+                   per_page: int = 50) -> tuple[list[Campaign], int]:
+    """Return one page of campaigns (newest first): one partner's, or all for the brand."""
+    query = select(Campaign)
+    if partner_id is not None:
+        query = query.where(Campaign.partner_id == partner_id)
+    if status:
+        query = query.where(Campaign.status == status)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(Campaign.id.desc()).limit(per_page)
+                              .offset((page - 1) * per_page)).all()
+    return list(rows), total
+
+
+def step_count(campaign: Campaign) -> int:
+    """Return how many steps a campaign sends."""
+    return len(campaign_versions(campaign))
+
+
+def _launch(campaign: Campaign) -> str:
+    if not allowed(campaign, "schedule"):
+        raise StateError(f"Only a draft campaign can be launched; this one is {campaign.status}.",
+                         fields={"status": campaign.status})
+    if member_count(campaign.id) == 0:
+        raise StateError("Add at least one contact before launching.",
+                         fields={"members": "none"})
+    journey = db.session.get(Journey, campaign.journey_id)
+    if journey is None or journey.status != "published":
+        raise StateError("The journey is no longer published; this campaign cannot launch.")
+    if journey.requires_approval:
+        apply(campaign, "submit")
+        db.session.flush()
+        return campaign.status
+    # The scheduler queues the first step on its next tick (ledger.start_scheduled_campaigns):
+    # a launch answers at once however many members the campaign has.
+    apply(campaign, "schedule")
+    campaign.launched_at = clock.now()
+    return campaign.status
+
+
+def launch_campaign(campaign: Campaign) -> str:
+    """Launch a draft: to approval if the journey requires it, else scheduled at once."""
+    status = _launch(campaign)
+    db.session.commit()
+    return status
+
+
+def approve_campaign(campaign: Campaign, user: User) -> Campaign:
+    """Approve a pending campaign (brand roles) and schedule it."""
+    apply(campaign, "approve")
+    campaign.approved_by = user.id
+    campaign.launched_at = clock.now()
+    db.session.commit()
+    return campaign
+
+
+def reject_campaign(campaign: Campaign, user: User, reason: Any) -> Campaign:
+    """Reject a pending campaign with a reason the partner sees."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("A rejection needs a reason.", {"reason": "is required"})
+    if len(reason) > 2000:
+        raise ValidationError("Reason is too long.", {"reason": "at most 2000 characters"})
+    apply(campaign, "reject", reason.strip())
+    campaign.approved_by = None
+    db.session.commit()
+    return campaign
+
+
+def pause_campaign(campaign: Campaign, reason: str = "paused by user") -> Campaign:
+    """Pause a scheduled or running campaign; due sends wait until it resumes."""
+    apply(campaign, "pause", reason)
+    db.session.commit()
+    return campaign
+
+
+def resume_campaign(campaign: Campaign) -> Campaign:
+    """Resume a paused campaign."""
+    apply(campaign, "resume", "resumed")
+    db.session.commit()
+    return campaign
+
+
+def cancel_campaign(campaign: Campaign, reason: str = "cancelled by user") -> Campaign:
+    """Cancel a campaign; its queued and retrying sends are cancelled, sent ones stay."""
+    launched = campaign.status not in ("draft", "pending_approval", "rejected")
+    apply(campaign, "cancel", reason)
+    if launched:
+        db.session.flush()
+        ledger.cancel_campaign_sends(campaign.id)
+    db.session.commit()
+    return campaign
+
+
+def quick_send(partner: Partner, user: User, data: dict) -> tuple[Campaign, dict]:
+    """Create, fill and launch a one-step campaign in one transaction; return it and members."""
+    fields = {k: v for k, v in data.items() if k not in ("contact_ids", "overrides")}
+    campaign = _create_campaign(partner, user, fields, kind="quick_send",
+                                allowed=QUICK_SEND_FIELDS)
+    result = stage_members(campaign, data.get("contact_ids"), data.get("overrides"))
+    if result["added"] == 0:
+        raise ValidationError(
+            "None of these contacts can be mailed; nothing was sent.",
+            {"contact_ids": "every contact was excluded"}, code="no_recipients",
+        )
+    _launch(campaign)
+    db.session.commit()
+    return campaign, result
+
+
+def campaign_changes(campaign: Campaign) -> dict:
+    """Return only what differs from the journey's defaults (what an approver must review)."""
+    versions = campaign_versions(campaign)
+    steps = []
+    for i, version in enumerate(versions):
+        defaults = {slot["name"]: slot.get("default", "") for slot in version.slots}
+        labels = {slot["name"]: slot.get("label", slot["name"]) for slot in version.slots}
+        values = campaign.slot_values.get(str(i), {})
+        changed = {
+            name: {"label": labels[name], "default": defaults[name], "value": value}
+            for name, value in values.items() if name in defaults and value != defaults[name]
+        }
+        if changed:
+            steps.append({"step": i, "template": version.name, "slots": changed})
+    overridden: dict[str, int] = {}
+    members_with_overrides = 0
+    for overrides in db.session.scalars(select(CampaignMember.overrides).where(
+            CampaignMember.campaign_id == campaign.id)):
+        if overrides:
+            members_with_overrides += 1
+            for step, slots in overrides.items():
+                for name in slots:
+                    key = f"steps.{step}.{name}"
+                    overridden[key] = overridden.get(key, 0) + 1
+    return {
+        "campaign_id": campaign.id,
+        "journey_id": campaign.journey_id,
+        "sender": {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
+        "steps": steps,
+        "overrides": {"members": members_with_overrides, "slots": overridden},
+        "members": member_count(campaign.id),
+    }

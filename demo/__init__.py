@@ -1,0 +1,1 @@
+"""The demo that `make run` starts: seed data and the `flask dev` supervisor."""
