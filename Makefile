@@ -7,13 +7,14 @@ RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help run test bench lint format services browser vendor clean
+.PHONY: help run test bench lint graph format services browser vendor clean
 
 help:
 	@echo "make run    - start Lastmile (SQLite, local SMTP catcher, embedded queue)"
 	@echo "make test   - run the whole test suite against PostgreSQL and Redis"
 	@echo "make bench  - run the benchmarks in bench/"
-	@echo "make lint   - ruff check"
+	@echo "make lint   - ruff check and the import layers (lint-imports)"
+	@echo "make graph  - print the package dependency graph"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,7 @@ browser:
 
 test: $(DEV_STAMP) services browser
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: $(DEV_STAMP) services
@@ -51,6 +53,10 @@ bench: $(DEV_STAMP) services
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+
+graph: $(DEV_STAMP)
+	$(PY) scripts/package_graph.py
 
 format: $(DEV_STAMP)
 	$(PY) -m ruff format .

@@ -18,6 +18,7 @@ from typing import IO
 from flask import Flask, current_app
 from sqlalchemy import update
 
+from campaigns.contacts import import_contacts
 from core import clock
 from core.db import db
 from core.errors import DomainError
@@ -98,7 +99,6 @@ def _set(job_id: int, **values) -> None:
 
 
 def _run(app: Flask, job_id: int) -> None:
-    from campaigns.contacts import import_contacts
 
     with app.app_context():
         job = db.session.get(ImportJob, job_id)
