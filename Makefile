@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help run test bench lint graph format services browser vendor clean
+.PHONY: help run test bench lint graph messages format services browser vendor clean
 
 help:
 	@echo "make run    - start Lastmile (SQLite, local SMTP catcher, embedded queue)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make lint   - ruff check and the import layers (lint-imports)"
 	@echo "make graph  - print the package dependency graph"
+	@echo "make messages - extract translatable strings to translations/messages.pot"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,9 @@ bench: $(DEV_STAMP) services
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+
+messages: $(DEV_STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k lazy_gettext -o translations/messages.pot --ignore-dirs='.venv node_modules bench tests' .
 
 graph: $(DEV_STAMP)
 	$(PY) scripts/package_graph.py

@@ -40,7 +40,7 @@ def main() -> int:
 
     from accounts import services as accounts
     from app import create_app
-    from campaigns.contacts import import_contacts
+    from campaigns.contacts_import import import_contacts
     from campaigns.models import Contact
     from core import migrate
     from core.db import db

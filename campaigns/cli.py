@@ -48,7 +48,7 @@ def scheduler_command(once: bool, interval: float, batch_size: int,
               help="Embedded mode: sends claimed per batch.")
 @with_appcontext
 def worker_command(burst: bool, processes: int, interval: float, batch_size: int) -> None:
-    """Deliver mail: RQ workers on the sends queue, or the embedded loop without Redis."""
+    """Deliver mail and run contact imports: RQ workers, or the embedded loop without Redis."""
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config.get("REDIS_URL"):

@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -144,3 +145,43 @@ class Send(db.Model):
 
     campaign: Mapped[Campaign] = relationship()
     contact: Mapped[Contact] = relationship()
+
+
+IMPORT_STATUSES = ("queued", "checking", "importing", "done", "failed")
+
+
+class ImportJob(db.Model):
+    """One uploaded CSV waiting for or going through its import job; the report lands in `result`.
+
+    The file itself is kept in `import_chunks` (any worker on any host can read it) and
+    deleted when the job ends. `heartbeat_at` moves while a worker runs the job, so a job
+    whose worker died is seen and started again (or failed with a reason), never left running.
+    """
+
+    __tablename__ = "import_jobs"
+    __table_args__ = (CheckConstraint(f"status IN {IMPORT_STATUSES!r}", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    total_bytes: Mapped[int] = mapped_column(default=0)
+    processed_bytes: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    heartbeat_at: Mapped[datetime | None]
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    finished_at: Mapped[datetime | None]
+
+
+class ImportChunk(db.Model):
+    """One piece (up to 1 MiB) of an uploaded CSV, in order, until its import job ends."""
+
+    __tablename__ = "import_chunks"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -7,10 +7,12 @@ from flask import Blueprint, current_app, jsonify, request
 from accounts.auth import ANY, BRAND, PARTNER, current_user, partner_scope, require_roles, visible
 from accounts.models import Partner
 from campaigns import contacts, lifecycle, members, messages
-from campaigns.models import CAMPAIGN_STATUSES, Campaign
+from campaigns import contacts_import as imports
+from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
 from campaigns.sending import compose_message, step_version
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
+from core.i18n import _
 from core.validate import json_body, page_args
 from personalization.context import sample_contact
 from personalization.lock import check_locked_regions
@@ -75,16 +77,26 @@ def delete_contact(contact_id: int):
 @require_roles(*PARTNER)
 def import_contacts():
     # Refuse an obviously oversized upload before the multipart parser spools it to disk.
-    if (request.content_length or 0) > contacts.MAX_IMPORT_BYTES + 1024 * 1024:
-        raise TooLarge(f"The file is larger than {contacts.MAX_IMPORT_BYTES // (1024 * 1024)} "
-                       "MB; split it into smaller files.")
+    if (request.content_length or 0) > imports.MAX_IMPORT_BYTES + 1024 * 1024:
+        raise TooLarge(_("The file is larger than %(mb)s MB; split it into smaller files.",
+                         mb=imports.MAX_IMPORT_BYTES // (1024 * 1024)))
     if not (request.mimetype or "").startswith("multipart/form-data"):
-        raise BadRequest("Upload the CSV as multipart/form-data with a field named file.")
+        raise BadRequest(_("Upload the CSV as multipart/form-data with a field named file."))
     upload = request.files.get("file")
     if upload is None:
-        raise ValidationError("No file was uploaded.", {"file": "is required"})
-    report = contacts.import_contacts(partner_scope(), upload.stream)
-    return jsonify(report.to_json())
+        raise ValidationError(_("No file was uploaded."), {"file": _("is required")})
+    job = imports.start_import(partner_scope(), current_user().id, upload.filename or "",
+                               upload.stream)
+    response = jsonify(imports.import_json(job))
+    response.headers["Location"] = f"/api/imports/{job.id}"
+    return response, 202
+
+
+@bp.get("/api/imports/<int:import_id>")
+@require_roles(*PARTNER)
+def get_import(import_id: int):
+    job = visible(db.session.get(ImportJob, import_id), "Import")
+    return jsonify(imports.import_json(job))
 
 
 # ------------------------------------------------------------------------------------- campaigns

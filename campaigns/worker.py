@@ -24,6 +24,12 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from campaigns import ledger, sending
+from campaigns.contacts_import import (
+    import_queue,
+    next_queued_import,
+    recover_stale_imports,
+    run_import_job,
+)
 from campaigns.sending import housekeeping, scheduler_tick, send_queue
 from core.db import db
 from core.redis import redis_client
@@ -54,6 +60,7 @@ def run_scheduler(
         with app.app_context():
             try:
                 counts = scheduler_tick(queue, batch_size, enqueue_seconds)
+                counts.update(recover_stale_imports())
             finally:
                 db.session.remove()
         if counts:
@@ -80,9 +87,13 @@ class AppWorker(SimpleWorker):
 
 
 def make_worker(app: Flask, connection: Redis | None = None) -> AppWorker:
-    """Return an AppWorker on the sends queue."""
+    """Return an AppWorker on the sends queue, then the contact imports queue.
+
+    Sends come first: a worker takes an import only when no send batch is waiting.
+    """
     connection = connection or redis_connection(app)
-    return AppWorker([send_queue(connection)], connection=connection, app=app)
+    return AppWorker([send_queue(connection), import_queue(connection)],
+                     connection=connection, app=app)
 
 
 def write_stats() -> None:
@@ -148,6 +159,13 @@ def run_embedded(
             try:
                 for key, n in housekeeping().items():
                     totals[key] = totals.get(key, 0) + n
+                for key, n in recover_stale_imports().items():
+                    totals[key] = totals.get(key, 0) + n
+                # Without Redis the database is the imports queue: run what is waiting.
+                while (import_id := next_queued_import()) is not None:
+                    run_import_job(import_id)
+                    totals["imports"] = totals.get("imports", 0) + 1
+                    worked = True
                 while True:
                     counts = sending.deliver_due(limit=batch_size, lease_seconds=lease_seconds)
                     if not counts:

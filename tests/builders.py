@@ -220,3 +220,10 @@ def make_sent_message(campaign=None, *, email: str | None = None, step_index: in
     db.session.add(send)
     db.session.commit()
     return send
+
+
+def run_import_jobs(app) -> None:
+    """Run every queued contact import (the RQ `imports` queue) as a worker would."""
+    from campaigns.worker import make_worker
+
+    make_worker(app).work(burst=True, logging_level="WARNING")

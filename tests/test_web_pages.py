@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from tests.builders import make_campaign, make_contact, make_journey, make_partner, make_user
+from tests.builders import (
+    make_campaign,
+    make_contact,
+    make_journey,
+    make_partner,
+    make_user,
+    run_import_jobs,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -291,7 +298,6 @@ def test_preview_is_served_with_a_restrictive_policy(client, app):
 
 def test_csv_import_runs_in_background_and_reports_rows(client, app):
     from campaigns.contacts import list_contacts
-    from web.imports import wait_for_imports
 
     partner = make_partner(tier="gold")
     user, _ = make_user("partner_user", partner, password=PASSWORD)
@@ -303,7 +309,8 @@ def test_csv_import_runs_in_background_and_reports_rows(client, app):
         content_type="multipart/form-data")
     assert response.status_code == 302
     status_url = response.headers["Location"]
-    wait_for_imports()
+    assert client.get(status_url + "?format=json").json["status"] == "queued"
+    run_import_jobs(app)
     status = client.get(status_url + "?format=json").json
     assert status["status"] == "done"
     assert status["result"]["created"] == 1 and status["result"]["rejected"][0]["row"] == 3
@@ -318,23 +325,17 @@ def test_csv_import_runs_in_background_and_reports_rows(client, app):
     assert client.get(status_url).status_code == 404
 
 
-def test_an_import_that_lost_its_thread_reads_as_interrupted(client, app):
-    from datetime import timedelta
-
-    from core import clock
-    from core.db import db
-    from web.models import ImportJob
-
+def test_an_upload_the_server_refuses_is_an_inline_error(client, app):
     partner = make_partner(tier="gold")
     user, _ = make_user("partner_user", partner, password=PASSWORD)
-    job = ImportJob(partner_id=partner.id, user_id=user.id, filename="big.csv",
-                    path="/nonexistent/big.csv", status="importing", total_bytes=100,
-                    processed_bytes=40, error="", created_at=clock.now() - timedelta(hours=1))
-    db.session.add(job)
-    db.session.commit()
     login(client, user.email)
-    status = client.get(f"/partner/contacts/imports/{job.id}?format=json").json
-    assert status["status"] == "failed" and "interrupted" in status["message"]
+    token = page_token(client, "/partner/contacts")
+    response = client.post("/partner/contacts/import", data={
+        "csrf_token": token, "file": (io.BytesIO("email\nzoé@x.com\n".encode("latin-1")),
+                                      "list.csv")},
+        content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert "not UTF-8 text" in response.get_data(as_text=True)
 
 
 def test_add_members_shows_exclusion_reasons(client, app):

@@ -8,19 +8,19 @@ from markupsafe import escape
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible
 from campaigns import contacts as contacts_service
+from campaigns import contacts_import as imports
 from campaigns import lifecycle, members, messages, suppression, values
-from campaigns.models import Campaign
+from campaigns.models import Campaign, ImportJob
 from campaigns.sending import compose_message
 from core.db import db
 from core.errors import DomainError, NotFound
+from core.i18n import _
 from journeys import services as journeys
 from personalization.context import brand_context, sample_contact
 from personalization.render import render_message
 from personalization.slots import clean_slot_values
 from tracking import analytics
 from web.base import bp, me, preview_response
-from web.imports import job_json, start_import
-from web.models import ImportJob
 
 PREVIEW_CONTACTS = 100
 ADD_ALL_LIMIT = 10_000
@@ -230,15 +230,18 @@ def contact_create():
 def contacts_import():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _contacts_page(errors={"file": "choose a CSV file"}, status=422)
-    job = start_import(me().partner_id, me().id, upload)
+        return _contacts_page(errors={"file": _("Choose a CSV file to import.")}, status=422)
+    try:
+        job = imports.start_import(me().partner_id, me().id, upload.filename, upload.stream)
+    except DomainError as err:
+        return _contacts_page(errors={"file": err.message}, status=err.status)
     return redirect(url_for("web.contacts_import_status", job_id=job.id))
 
 
 def _job(job_id: int) -> ImportJob:
     job = db.session.get(ImportJob, job_id)
     if job is not None:
-        db.session.refresh(job)  # the import thread writes it on its own connection
+        db.session.refresh(job)  # the worker writes it on its own connections
     return visible(job, "Import")
 
 
@@ -247,8 +250,8 @@ def _job(job_id: int) -> ImportJob:
 def contacts_import_status(job_id: int):
     job = _job(job_id)
     if request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json":
-        return jsonify(job_json(job))
-    return render_template("web/import.html", job=job, info=job_json(job))
+        return jsonify(imports.import_json(job))
+    return render_template("web/import.html", job=job, info=imports.import_json(job))
 
 
 @bp.route("/partner/contacts/<int:contact_id>/quick-send", methods=["GET", "POST"])
