@@ -85,8 +85,11 @@
         out.classList.toggle("over", input.value.length > max);
       });
     }
+    var sent = 0;
     var check = debounce(function () {
+      var mine = ++sent;
       postForm(url, form).then(function (data) {
+        if (mine !== sent) { return; }  /* a newer check is on its way: it decides */
         var problems = data.fields || {};
         form.querySelectorAll(".field-error[data-for]").forEach(function (el) {
           var msg = problems[el.dataset.for] || "";

@@ -11,7 +11,13 @@ from playwright.sync_api import expect
 
 from core import clock
 from tests.browser.conftest import snap, user_with_password
-from tests.builders import make_campaign, make_contact, make_journey, make_partner
+from tests.builders import (
+    make_campaign,
+    make_contact,
+    make_journey,
+    make_partner,
+    run_import_jobs,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -113,11 +119,19 @@ def test_partner_sends_marketer_approves_and_sees_engagement(app, people, tmp_pa
 
     headline = page.locator("input[name=v-0-headline]")
     expect(headline).to_have_value("Hello from us")
-    headline.fill("x" * 81)
+    # Wait for the server's answer to the as-you-type check, not for a time: on a loaded
+    # machine the check (and the live preview beside it) can take longer than any timeout.
+    with page.expect_response(lambda r: r.url.endswith("/validate") and r.ok,
+                              timeout=60_000):
+        headline.fill("x" * 81)
     expect(page.locator('.field-error[data-for="steps.0.headline"]')).to_have_text(
         "must be at most 80 characters")
     expect(page.locator('.counter[data-for="v-0-headline"]')).to_have_text("81 / 80")
-    headline.fill("Spring savings for you")
+    with page.expect_response(lambda r: r.url.endswith("/validate") and r.ok,
+                              timeout=60_000), \
+            page.expect_response(lambda r: r.url.endswith("/preview") and r.ok,
+                                 timeout=60_000):
+        headline.fill("Spring savings for you")
     expect(page.locator('.field-error[data-for="steps.0.headline"]')).to_be_hidden()
     expect(page.frame_locator("iframe[name=preview]").locator("body")).to_contain_text(
         "Spring savings for you")
@@ -134,6 +148,8 @@ def test_partner_sends_marketer_approves_and_sees_engagement(app, people, tmp_pa
     p.go("/partner/contacts")
     page.set_input_files("input[name=file]", str(csv))
     page.click("button:text('Import')")
+    expect(page.locator("h1")).to_contain_text("Importing contacts.csv")
+    run_import_jobs(app)  # the worker's part; the page polls until the job is done
     report = page.locator(".import-report")
     expect(report).to_contain_text("2 created", timeout=20_000)
     expect(report.locator("table tbody tr")).to_have_count(1)
