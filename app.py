@@ -49,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         campaigns_routes.bp,
         tracking_routes.bp,
         web_routes.bp,
+        __import__("web.apidoc", fromlist=["bp"]).bp,
     ):
         app.register_blueprint(blueprint)
     for module in (core_cli, accounts_cli, journeys_cli, campaigns_cli, delivery_cli, tracking_cli):
