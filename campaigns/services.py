@@ -40,7 +40,7 @@ QUICK_SEND_FIELDS = frozenset({"journey_id", "contact_ids", "slot_values", "send
 MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>|\{\{|\{%")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MESSAGE_STATUS = {"claimed": "sending"}
-# API.md's message states: a row waiting for its retry is still queued (attempts and
+# The API's message states: a row waiting for its retry is still queued (attempts and
 # last_error say why); skipped and cancelled are Lastmile's additions.
 MESSAGE_API_STATUS = {"claimed": "sending", "retry": "queued"}
 COUNT_KEYS = ("queued", "sending", "retry", "sent", "failed", "suppressed", "skipped",
