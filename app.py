@@ -31,6 +31,7 @@ from tracking import cli as tracking_cli
 from tracking import routes as tracking_routes
 from tracking import wsgi as tracking_wsgi
 from tracking.analytics import human_engagement
+from web import apidoc
 from web import routes as web_routes
 
 BLUEPRINTS = (
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     campaigns_routes.bp,
     tracking_routes.bp,
     web_routes.bp,
+    apidoc.bp,
 )
 CLI_MODULES = (core_cli, accounts_cli, journeys_cli, campaigns_cli, delivery_cli, tracking_cli,
                demo_cli)

@@ -10,7 +10,7 @@ from core.db import db
 MESSAGE_STATUS = {"claimed": "sending"}
 
 
-# API.md's message states: a row waiting for its retry is still queued (attempts and
+# The API's message states: a row waiting for its retry is still queued (attempts and
 # last_error say why); skipped and cancelled are Lastmile's additions.
 MESSAGE_API_STATUS = {"claimed": "sending", "retry": "queued"}
 COUNT_KEYS = ("queued", "sending", "retry", "sent", "failed", "suppressed", "skipped",

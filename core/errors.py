@@ -1,4 +1,4 @@
-"""Typed domain errors and the one handler that maps them to API.md's JSON error shape."""
+"""Typed domain errors and the one handler that maps them to the API's JSON error shape."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class RateLimited(DomainError):
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
-    """Build the error JSON of API.md."""
+    """Build the API's error JSON (`Error` in web/openapi.yaml)."""
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 

@@ -1,4 +1,4 @@
-"""Campaigns through HTTP (API.md: Campaigns, Quick send, Messages): slots, members, approvals."""
+"""Campaigns through HTTP (API: Campaigns, Quick send, Messages): slots, members, approvals."""
 
 from __future__ import annotations
 
@@ -352,7 +352,7 @@ def test_message_status_is_partner_scoped(world):
     assert world["api_b"].get(f"/api/messages/{send.id}").status_code == 404
     assert world["api_a"].get("/api/messages/999999").status_code == 404
     assert world["brand"].get(f"/api/messages/{send.id}").status_code == 403  # per-recipient
-    # A row waiting for a retry is still queued in API.md's terms, with the error and time.
+    # A row waiting for a retry is still queued in the API's terms, with the error and time.
     send.status, send.attempts, send.last_error = "retry", 1, "451 try later"
     db.session.commit()
     retrying = world["api_a"].get(f"/api/messages/{send.id}").json

@@ -1,4 +1,4 @@
-"""Contacts through HTTP (API.md: Contacts): validation, normalization, search, tenancy."""
+"""Contacts through HTTP (API: Contacts): validation, normalization, search, tenancy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Templates, journeys and the catalog through HTTP (API.md: Templates, Journeys, Catalog)."""
+"""Templates, journeys and the catalog through HTTP (API: Templates, Journeys, Catalog)."""
 
 from __future__ import annotations
 
