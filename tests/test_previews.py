@@ -20,7 +20,7 @@ from personalization.context import SAMPLE_CONTACT, SAMPLE_PARTNER
 from personalization.preview import Preview, preview_source, preview_version, sample_inputs
 from personalization.render import Rendered, render_message
 from tests.builders import make_campaign, make_contact, make_journey, make_partner, make_user
-from tests.test_web_pages import PASSWORD, login
+from tests.test_web_pages import PASSWORD, login, page_token
 
 MJML = """<mjml><mj-body><mj-section><mj-column>
 <mj-text><h1>{{ slots.title }}</h1>Hi {{ contact.first_name }} from {{ partner.name }}.</mj-text>
@@ -218,3 +218,36 @@ def test_a_partner_thumbnail_shows_the_partner_itself(app, client):
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     body = response.get_data(as_text=True)
     assert "Smith Plumbing" in body and "Dear Alex" in body
+
+
+def test_the_editor_previews_unsaved_source_or_says_why_it_cannot(app, client):
+    marketer, _ = make_user("brand_marketer", password=PASSWORD)
+    login(client, marketer.email)
+    token = page_token(client, "/brand/templates/new")
+    form = {"csrf_token": token, "name": "T", "subject": SUBJECT, "preheader": "", "mjml": MJML,
+            "slot-0-name": "title", "slot-0-label": "Title", "slot-0-default": "Fresh"}
+    shown = client.post("/brand/templates/preview", data=form)
+    assert shown.status_code == 200
+    assert shown.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert "<h1>Fresh</h1>" in shown.get_data(as_text=True)
+    broken = client.post("/brand/templates/preview",
+                         data=dict(form, mjml=MJML.replace("slots.title", "slots.nope")))
+    body = broken.get_data(as_text=True)
+    assert broken.status_code == 200 and "<p>Cannot preview yet:</p><ul><li><b>" in body
+    assert "nope" in body and "<h1>" not in body
+
+
+def test_the_personalization_preview_lists_the_values_to_fix(app, client):
+    partner = make_partner(tier="gold")
+    user, _ = make_user("partner_user", partner, password=PASSWORD)
+    journey = make_journey()
+    login(client, user.email)
+    token = page_token(client, f"/partner/journeys/{journey.id}")
+    response = client.post(f"/partner/journeys/{journey.id}/preview", data={
+        "csrf_token": token, "sender_name": "Pat", "sender_reply_to": "pat@partner.example",
+        "v-0-headline": "<i>" + "x" * 90})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<p>Fix these values to see the preview:</p>" in body
+    assert "<li><b>steps.0.headline</b>: must be at most 80 characters</li>" in body
+    assert "<i>" not in body

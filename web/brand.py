@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from markupsafe import escape
 
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
@@ -12,7 +11,7 @@ from core.errors import DomainError, StateError
 from journeys import services as journeys
 from personalization.preview import preview_source, preview_version, sample_inputs
 from web import forms
-from web.base import bp, me, preview_response, safe_next
+from web.base import bp, me, preview_problems, preview_response, safe_next
 
 STARTER_MJML = """<mjml>
   <mj-body background-color="#f4f4f7">
@@ -135,11 +134,7 @@ def template_live_preview():
         shown = preview_source(source["mjml"], source["subject"], source["preheader"],
                                source["slots"], {}, *sample_inputs(me(), current_app.config))
     except DomainError as err:
-        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>"
-                        for k, v in (err.fields or {"template": err.message}).items())
-        return preview_response(
-            "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
-            f"<p>Cannot preview yet:</p><ul>{items}</ul></body>")
+        return preview_problems("Cannot preview yet:", err.fields or {"template": err.message})
     return preview_response(shown.html)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from markupsafe import escape
 
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
@@ -16,7 +15,7 @@ from core.errors import DomainError
 from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
-from web.base import bp, me, preview_response
+from web.base import bp, me, preview_problems, preview_response
 from web.imports import job_json, start_import
 from web.models import ImportJob
 
@@ -166,10 +165,7 @@ def personalize_preview(journey_id: int):
                                                    [s["version"] for s in steps])
         sender_name, reply_to = values.clean_sender(_sender_from_form(), partner, me())
     except DomainError as err:
-        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in err.fields.items())
-        return preview_response(
-            "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
-            f"<p>Fix these values to see the preview:</p><ul>{items}</ul></body>")
+        return preview_problems("Fix these values to see the preview:", err.fields)
     # An unsaved campaign (never added to the session) previews exactly as it would be sent.
     draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
                      slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
