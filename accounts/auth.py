@@ -2,7 +2,8 @@
 
 API calls authenticate with `Authorization: Bearer <token>`; the web UI with a login
 session. Every route declares its roles with `@require_roles`, and every partner-scoped
-object goes through `visible()` (a foreign id answers 404, exactly like a missing one).
+object goes through `visible()` (a foreign id answers 404, exactly like a missing one), and
+every preview as a recipient through `visible_recipient()`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ def visible(obj: T | None, what: str = "Not found") -> T:
     if scope is not None and getattr(obj, "partner_id", None) != scope:
         raise NotFound(f"{what} not found.")
     return obj
+
+
+def visible_recipient(contact: T | None, campaign_partner_id: int | None) -> T:
+    """Return `contact` if the caller may preview the message it receives; otherwise 404.
+
+    A contact's personalized message is per-recipient data: only a user of the partner that
+    owns both the campaign and the contact may preview it. Brand roles preview with the sample
+    contact, never as a recipient.
+    """
+    scope = partner_scope()
+    if (contact is None or scope is None or scope != campaign_partner_id
+            or getattr(contact, "partner_id", None) != campaign_partner_id):
+        raise NotFound("Contact not found.")
+    return contact
 
 
 def init_app(app: Flask) -> None:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from accounts.auth import ANY, BRAND, PARTNER, current_user, partner_scope, require_roles, visible
+from accounts.auth import (
+    ANY,
+    BRAND,
+    PARTNER,
+    current_user,
+    partner_scope,
+    require_roles,
+    visible,
+    visible_recipient,
+)
 from accounts.models import Partner
 from campaigns import contacts, lifecycle, members, messages
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
-from campaigns.sending import compose_message, step_version
+from campaigns.sending import preview_campaign
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.i18n import _
 from core.validate import json_body, page_args
-from personalization.context import sample_contact
-from personalization.lock import check_locked_regions
 
 bp = Blueprint("campaigns", __name__)
 
@@ -179,33 +186,24 @@ def remove_member(campaign_id: int, contact_id: int):
 @bp.get("/api/campaigns/<int:campaign_id>/preview")
 @require_roles(*ANY)
 def preview(campaign_id: int):
-
     campaign = _campaign(campaign_id)
     try:
         step = int(request.args.get("step", 0))
     except ValueError as exc:
         raise BadRequest("step must be a whole number.") from exc
     raw_contact = request.args.get("contact_id")
-    contact: object = sample_contact()
+    contact = None  # the sample contact
     if raw_contact:
         try:
-            found = contacts.get_contact(int(raw_contact))
+            contact_id = int(raw_contact)
         except ValueError as exc:
             raise BadRequest("contact_id must be a whole number.") from exc
-        # A recipient's personalized message is per-recipient data: the owning partner's only
-        # (brand roles preview with the sample contact).
-        if found is None or found.partner_id != campaign.partner_id or \
-                partner_scope() != campaign.partner_id:
-            raise NotFound("Contact not found.")
-        contact = found
+        contact = visible_recipient(contacts.get_contact(contact_id), campaign.partner_id)
     partner = db.session.get(Partner, campaign.partner_id)
-    rendered = compose_message(campaign, step, contact, partner, send_id=None,
-                               config=current_app.config)
-
-    problems = check_locked_regions(step_version(campaign, step), rendered.html)
-    return jsonify({"subject": rendered.subject, "html": rendered.html, "text": rendered.text,
-                    "step": step, "locked_regions_intact": not problems,
-                    "locked_region_problems": problems})
+    shown = preview_campaign(campaign, step, contact, partner, config=current_app.config)
+    return jsonify({"subject": shown.subject, "html": shown.html, "text": shown.text,
+                    "step": step, "locked_regions_intact": shown.locked_regions_intact,
+                    "locked_region_problems": list(shown.locked_region_problems)})
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/launch")

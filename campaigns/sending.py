@@ -6,8 +6,9 @@
 2. `send_batch` (the RQ job) claims those rows in the ledger, composes each recipient's
    message, builds its MIME bytes, hands them to the delivery backend and records every
    outcome in the ledger.
-3. `compose_message` renders one recipient's message exactly as sent; previews call it too
-   (`preview_campaign`), so what a partner previews is what a recipient receives.
+3. `compose_message` renders one recipient's message exactly as sent. Its inputs come from
+   `message_inputs`, which `preview_campaign` resolves too, so what a partner previews is what
+   a recipient receives.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from delivery.base import OutgoingMessage
 from delivery.mime import build_message
 from delivery.ratelimit import rate_limiter
 from journeys.models import JourneyStep, TemplateVersion
-from personalization.context import brand_context
+from personalization.context import brand_context, sample_contact
+from personalization.preview import Preview, preview_version
 from personalization.render import render_message
 
 log = logging.getLogger(__name__)
@@ -352,11 +354,22 @@ def slot_values_for(campaign: Campaign, step_index: int, overrides: dict | None)
     return values
 
 
-def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict,
-                    partner: Any, *, send_id: int | None, config: Mapping,
-                    overrides: dict | None = _LOOKUP,
-                    version: TemplateVersion | None = None) -> Composed:
-    """Render a campaign step for one contact, with tracking when `send_id` is given.
+@dataclass(frozen=True)
+class MessageInputs:
+    """Everything a campaign step renders with for one contact, resolved as the sender does."""
+
+    version: TemplateVersion
+    slot_values: dict
+    contact: dict
+    partner: dict
+    sender: dict
+    brand: dict
+
+
+def message_inputs(campaign: Campaign, step_index: int, contact: Contact | dict,
+                   partner: Any, *, config: Mapping, overrides: dict | None = _LOOKUP,
+                   version: TemplateVersion | None = None) -> MessageInputs:
+    """Resolve a step's pinned version, values (member overrides applied) and merge fields.
 
     Pass `overrides` (the member's stored overrides, {} for none) and `version` when you
     already loaded them in bulk; otherwise they are read here (one indexed query each).
@@ -371,12 +384,31 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
         overrides = {} if overrides is _LOOKUP else overrides
         contact_ctx = contact
     partner_ctx = partner.template_context() if hasattr(partner, "template_context") else partner
-    sender = {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to}
-    brand = brand_context(config)
-    values = slot_values_for(campaign, step_index, overrides)
+    return MessageInputs(
+        version=version, slot_values=slot_values_for(campaign, step_index, overrides),
+        contact=contact_ctx, partner=partner_ctx,
+        sender={"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
+        brand=brand_context(config),
+    )
+
+
+def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict,
+                    partner: Any, *, send_id: int | None, config: Mapping,
+                    overrides: dict | None = _LOOKUP,
+                    version: TemplateVersion | None = None) -> Composed:
+    """Render a campaign step for one contact, with tracking when `send_id` is given.
+
+    Inputs are resolved by `message_inputs` (see there for `overrides` and `version`), as
+    `preview_campaign` resolves them.
+    """
+    inputs = message_inputs(campaign, step_index, contact, partner, config=config,
+                            overrides=overrides, version=version)
+    version = inputs.version
+    args = (version, inputs.slot_values, inputs.contact, inputs.partner, inputs.sender,
+            inputs.brand)
     targets: dict[int, str] = {}
     if send_id is None:
-        rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand)
+        rendered = render_message(*args)
         unsubscribe_url = "#"
     else:
         base = str(config["PUBLIC_BASE_URL"]).rstrip("/")
@@ -388,11 +420,26 @@ def compose_message(campaign: Campaign, step_index: int, contact: Contact | dict
             return f"{base}/t/c/{make_token(secret, 'click', send_id, index)}"
 
         honeypot = f"{base}/t/c/{make_token(secret, 'click', send_id, HONEYPOT_LINK)}"
-        rendered = render_message(version, values, contact_ctx, partner_ctx, sender, brand,
-                                  link_url=link_url, unsubscribe_url=unsubscribe_url,
+        rendered = render_message(*args, link_url=link_url, unsubscribe_url=unsubscribe_url,
                                   open_pixel_url=pixel_url, honeypot_url=honeypot)
     link_targets = () if send_id is None else tuple(
         targets.get(i, "") for i in range(len(version.links or [])))
     return Composed(subject=rendered.subject, html=rendered.html, text=rendered.text,
                     unsubscribe_url=unsubscribe_url, template_version_id=version.id,
                     link_targets=link_targets)
+
+
+def preview_campaign(campaign: Campaign, step_index: int, contact: Contact | dict | None,
+                     partner: Any, *, config: Mapping, overrides: dict | None = _LOOKUP) -> Preview:
+    """Preview a campaign step for one contact exactly as `compose_message` sends it, untracked.
+
+    `contact` None previews with the sample contact. For a stored contact the member's
+    overrides are read unless given; pass `overrides={}` for an unsaved campaign. Raises
+    NotFound for a step the campaign does not have.
+    """
+    inputs = message_inputs(campaign, step_index,
+                            sample_contact() if contact is None else contact, partner,
+                            config=config, overrides=overrides)
+    # The values were validated when the campaign was saved: render them as the sender does.
+    return preview_version(inputs.version, inputs.slot_values, inputs.contact, inputs.partner,
+                           inputs.sender, inputs.brand, validate=False)

@@ -10,10 +10,7 @@ from core.errors import BadRequest, ValidationError
 from core.validate import json_body, page_args
 from journeys import services
 from journeys.models import Journey, TemplateVersion
-from personalization import render
-from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
-from personalization.lock import check_locked_regions
-from personalization.slots import clean_slot_values
+from personalization.preview import preview_version, sample_inputs
 
 bp = Blueprint("journeys", __name__)
 
@@ -103,43 +100,32 @@ def publish_template(template_id: int):
                     "status": version.status, "links": version.links})
 
 
-def preview_inputs(args) -> tuple[dict, dict]:
-    """Split `slot.NAME` and `contact.FIELD` query arguments into slot values and a contact."""
-    slot_values = {k[5:]: v for k, v in args.items() if k.startswith("slot.")}
-    contact = sample_contact()
+def preview_inputs(args, contact: dict) -> dict:
+    """Return the `slot.NAME` query arguments as slot values; set `contact.FIELD` ones on
+    `contact` (the sample contact, which they personalize)."""
     for key, value in args.items():
         if key.startswith("contact.attributes."):
             contact["attributes"][key[19:]] = value
         elif key.startswith("contact.") and key[8:] in ("first_name", "last_name", "email"):
             contact[key[8:]] = value
-    return slot_values, contact
+    return {k[5:]: v for k, v in args.items() if k.startswith("slot.")}
 
 
 @bp.get("/api/templates/<int:template_id>/preview")
 @require_roles(*BRAND)
 def preview_template(template_id: int):
     version = services.get_version(template_id, _version_arg())
-    slot_values, contact = preview_inputs(request.args)
-    sender = {"name": current_user().name or "Your Name", "reply_to": current_user().email}
-    brand = brand_context(current_app.config)
-    if version.status == "published":
-
-        values = clean_slot_values(version.slots, slot_values)
-        rendered = render.render_message(version, values, contact, SAMPLE_PARTNER, sender, brand)
-
-        intact = not check_locked_regions(version, rendered.html)
-    else:
-        rendered = render.render_draft(version.mjml, version.subject, version.preheader,
-                                       version.slots, slot_values, contact, SAMPLE_PARTNER,
-                                       sender, brand)
-        intact = True
+    inputs = sample_inputs(current_user(), current_app.config)
+    slot_values = preview_inputs(request.args, inputs.contact)
+    rendered = preview_version(version, slot_values, *inputs)
     response = Response(rendered.html, mimetype="text/html")
     # The preview is shown inside the app: it may not run script or load anything active.
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; sandbox")
     response.headers["X-Lastmile-Subject"] = rendered.subject.encode("utf-8", "replace").decode(
         "latin-1", "replace")
-    response.headers["X-Lastmile-Locked-Regions-Intact"] = "true" if intact else "false"
+    response.headers["X-Lastmile-Locked-Regions-Intact"] = (
+        "true" if rendered.locked_regions_intact else "false")
     return response
 
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
+from markupsafe import escape
 
 from accounts.auth import current_user
 from accounts.models import BRAND_ROLES, User
@@ -88,3 +89,11 @@ def preview_response(html: str, status: int = 200) -> Response:
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def preview_problems(heading: str, fields: dict) -> Response:
+    """Serve, in place of a preview, why it cannot be shown: `heading` and each field's problem."""
+    items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in fields.items())
+    return preview_response(
+        "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
+        f"<p>{escape(heading)}</p><ul>{items}</ul></body>")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from markupsafe import escape
 
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
 from campaigns import lifecycle
 from core.errors import DomainError, StateError
 from journeys import services as journeys
-from personalization import render
-from personalization.context import SAMPLE_PARTNER, brand_context, sample_contact
-from personalization.slots import clean_slot_values
+from personalization.preview import preview_source, preview_version, sample_inputs
 from web import forms
-from web.base import bp, me, preview_response, safe_next
+from web.base import bp, me, preview_problems, preview_response, safe_next
 
 STARTER_MJML = """<mjml>
   <mj-body background-color="#f4f4f7">
@@ -36,13 +33,6 @@ STARTER_SLOTS = [
     {"name": "body", "type": "text", "label": "Message", "default": "We have news for you.",
      "max_length": 400},
 ]
-
-
-def _sample_inputs() -> tuple[dict, dict, dict, dict]:
-
-    user = me()
-    sender = {"name": user.name or "Your Name", "reply_to": user.email}
-    return sample_contact(), dict(SAMPLE_PARTNER), sender, brand_context(current_app.config)
 
 
 def _source_from_form() -> dict:
@@ -130,35 +120,22 @@ def template_publish(template_id: int):
 @bp.get("/brand/templates/<int:template_id>/versions/<int:number>/preview")
 @require_roles(*BRAND)
 def template_version_preview(template_id: int, number: int):
-
     version = journeys.get_version(template_id, number)
-    contact, partner, sender, brand = _sample_inputs()
-    if version.status == "published":
-        values = clean_slot_values(version.slots, {})
-        rendered = render.render_message(version, values, contact, partner, sender, brand)
-    else:
-        rendered = render.render_draft(version.mjml, version.subject, version.preheader,
-                                       version.slots, {}, contact, partner, sender, brand)
-    return preview_response(rendered.html)
+    shown = preview_version(version, {}, *sample_inputs(me(), current_app.config))
+    return preview_response(shown.html)
 
 
 @bp.post("/brand/templates/preview")
 @require_roles(*BRAND)
 def template_live_preview():
     """Render the editor's unsaved source with sample data, for the preview iframe."""
-
     source = _source_from_form()
-    contact, partner, sender, brand = _sample_inputs()
     try:
-        rendered = render.render_draft(source["mjml"], source["subject"], source["preheader"],
-                                       source["slots"], {}, contact, partner, sender, brand)
+        shown = preview_source(source["mjml"], source["subject"], source["preheader"],
+                               source["slots"], {}, *sample_inputs(me(), current_app.config))
     except DomainError as err:
-        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>"
-                        for k, v in (err.fields or {"template": err.message}).items())
-        return preview_response(
-            "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
-            f"<p>Cannot preview yet:</p><ul>{items}</ul></body>")
-    return preview_response(rendered.html)
+        return preview_problems("Cannot preview yet:", err.fields or {"template": err.message})
+    return preview_response(shown.html)
 
 
 # --- journeys -------------------------------------------------------------------------------

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from markupsafe import escape
 
 from accounts import services as accounts
-from accounts.auth import ANY, PARTNER, require_roles, visible
+from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
 from campaigns import contacts as contacts_service
 from campaigns import contacts_import as imports
 from campaigns import lifecycle, members, messages, suppression, values
 from campaigns.models import Campaign, ImportJob
-from campaigns.sending import compose_message
+from campaigns.sending import preview_campaign
 from core.db import db
-from core.errors import DomainError, NotFound
+from core.errors import DomainError
 from core.i18n import _
 from journeys import services as journeys
-from personalization.context import brand_context, sample_contact
-from personalization.render import render_message
-from personalization.slots import clean_slot_values
+from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
-from web.base import bp, me, preview_response
+from web.base import bp, me, preview_problems, preview_response
 
 PREVIEW_CONTACTS = 100
 ADD_ALL_LIMIT = 10_000
@@ -28,10 +25,6 @@ ADD_ALL_LIMIT = 10_000
 
 def _partner():
     return accounts.get_partner(me().partner_id)
-
-
-def _brand() -> dict:
-    return brand_context(current_app.config)
 
 
 def _steps(journey, kind: str = "journey") -> list[dict]:
@@ -69,17 +62,12 @@ def partner_home():
 @bp.get("/partner/journeys/<int:journey_id>/thumbnail")
 @require_roles(*PARTNER)
 def journey_thumbnail(journey_id: int):
-
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
     version = _steps(journey)[0]["version"]
-
-    user = me()
-    rendered = render_message(version, clean_slot_values(version.slots, {}), sample_contact(),
-                              partner.template_context(),
-                              {"name": user.name or partner.name, "reply_to": user.email},
-                              _brand())
-    return preview_response(rendered.html)
+    shown = preview_version(version, {}, *sample_inputs(me(), current_app.config,
+                                                        partner.template_context()))
+    return preview_response(shown.html)
 
 
 def _personalize_page(journey, partner, *, campaign: Campaign | None = None,
@@ -163,31 +151,27 @@ def personalize_validate(journey_id: int):
 @require_roles(*PARTNER)
 def personalize_preview(journey_id: int):
     """Render one step for one recipient exactly as the worker would, from unsaved values."""
-
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
     steps = _steps(journey)
     step = request.form.get("preview_step", "0")
     step_index = int(step) if step.isdigit() and int(step) < len(steps) else 0
-    contact: object = sample_contact()
+    contact = None  # the sample contact
     contact_id = request.form.get("preview_contact", "")
     if contact_id.isdigit():
-        contact = visible(contacts_service.get_contact(int(contact_id)), "Contact")
+        contact = visible_recipient(contacts_service.get_contact(int(contact_id)), partner.id)
     try:
         slot_values = values.clean_campaign_values(_values_from_form(steps),
                                                    [s["version"] for s in steps])
         sender_name, reply_to = values.clean_sender(_sender_from_form(), partner, me())
     except DomainError as err:
-        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in err.fields.items())
-        return preview_response(
-            "<!doctype html><meta charset=utf-8><body style=\"font:14px sans-serif;color:#a11\">"
-            f"<p>Fix these values to see the preview:</p><ul>{items}</ul></body>")
-    # An unsaved campaign (never added to the session) drives the same composer as sending.
+        return preview_problems("Fix these values to see the preview:", err.fields)
+    # An unsaved campaign (never added to the session) previews exactly as it would be sent.
     draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
                      slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
-    composed = compose_message(draft, step_index, contact, partner, send_id=None,
-                               config=current_app.config, overrides={})
-    return preview_response(composed.html)
+    shown = preview_campaign(draft, step_index, contact, partner, config=current_app.config,
+                             overrides={})
+    return preview_response(shown.html)
 
 
 # --- contacts -------------------------------------------------------------------------------
@@ -374,23 +358,15 @@ def campaign_action(campaign_id: int, action: str):
 @bp.get("/partner/campaigns/<int:campaign_id>/preview")
 @require_roles(*ANY)
 def campaign_preview(campaign_id: int):
-
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     step = request.args.get("step", 0, type=int) or 0
     if not 0 <= step < lifecycle.step_count(campaign):
         abort(404)
-    contact: object = sample_contact()
-    overrides: dict | None = {}
+    contact = None  # the sample contact
     contact_id = request.args.get("contact_id", type=int)
     if contact_id:
-        # A recipient's personalized message is per-recipient data: the owning partner's only.
-        if me().is_brand:
-            raise NotFound("Contact not found.")
-        contact = visible(contacts_service.get_contact(contact_id), "Contact")
-        overrides = members.member_overrides(campaign.id, contact_id)
+        contact = visible_recipient(contacts_service.get_contact(contact_id),
+                                    campaign.partner_id)
     partner = accounts.get_partner(campaign.partner_id)
-    composed = compose_message(campaign, step, contact, partner, send_id=None,
-                               config=current_app.config, overrides=overrides)
-    return preview_response(composed.html)
-
-
+    shown = preview_campaign(campaign, step, contact, partner, config=current_app.config)
+    return preview_response(shown.html)
