@@ -544,26 +544,41 @@ HARD_BOUNCE = re.compile(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one claimed row's delivery attempt, to be written by record_outcomes."""
+
+    row: Claimed
+    outcome: str  # sent, transient, permanent or quota (delivery.base)
+    provider_message_id: str | None = None
+    error: str = ""
+    # For a sent row: each link's redirect target by index, '' for a non-http(s) one
+    # (sending.redirect_targets); stored on the row so a click never has to render the mail.
+    link_targets: Sequence[str] = ()
+
+
 def record_outcomes(
-    outcomes: list[tuple[Claimed, str, str | None, str]],
+    outcomes: list[Outcome],
     campaigns: dict[int, Campaign] | None = None,
 ) -> dict[str, int]:
     """Write one group of delivery outcomes in one transaction; return counts per status.
 
-    `outcomes` holds (row, outcome, provider_message_id, error) with outcome one of sent,
-    transient, permanent, quota (delivery.base). Sent rows queue their next step in the same
-    transaction. Every write is guarded by the claim (status claimed, same attempt number):
-    a row taken over by another worker meanwhile is left to its new owner (counted as lost).
+    Sent rows get their provider message id and link targets and queue their next step, in
+    the same transaction. Every write is guarded by the claim (status claimed, same attempt
+    number): a row taken over by another worker meanwhile is left to its new owner (counted
+    as lost). One UPDATE per outcome kind, whatever the number of rows.
     """
     now = clock.now()
     _sources(("claimed", "sent"), ("claimed", "retry"), ("claimed", "failed"))
     groups: dict[str, list[dict]] = defaultdict(list)
     sent: list[Claimed] = []
     hard_bounces: list[str] = []
-    for row, outcome, provider_id, error in outcomes:
+    for o in outcomes:
+        row, outcome, error = o.row, o.outcome, o.error
         params = {"b_id": row.id, "b_attempts": row.attempts}
         if outcome == "sent":
-            groups["sent"].append({**params, "b_pid": provider_id})
+            groups["sent"].append({**params, "b_pid": o.provider_message_id,
+                                   "b_links": list(o.link_targets)})
             sent.append(row)
         elif outcome == "quota":
             groups["quota"].append({**params, "b_error": error or "quota exceeded"})
@@ -580,6 +595,7 @@ def record_outcomes(
                 hard_bounces.append(row.email)
     values = {
         "sent": {"status": "sent", "sent_at": now, "provider_message_id": bindparam("b_pid"),
+                 "link_targets": bindparam("b_links", type_=_SENDS.c.link_targets.type),
                  "last_error": "", "status_reason": ""},
         "retry": {"status": "retry", "last_error": bindparam("b_error"),
                   "due_at": bindparam("b_due")},

@@ -140,6 +140,10 @@ class Send(db.Model):
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     status_reason: Mapped[str] = mapped_column(String(50), default="")  # e.g. suppressed why
     sent_at: Mapped[datetime | None]
+    # Written with status `sent`: each link's rendered target by index (the version's links),
+    # '' where it is not an http(s) URL; a click redirects only there. NULL until sent, and
+    # for mail sent before migration 0006 (a click on it renders the message instead).
+    link_targets: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 

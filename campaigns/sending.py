@@ -5,7 +5,7 @@
    the RQ queue in batches.
 2. `send_batch` (the RQ job) claims those rows in the ledger, composes each recipient's
    message, builds its MIME bytes, hands them to the delivery backend and records every
-   outcome in the ledger.
+   outcome in the ledger (a sent row with its link targets, where its clicks redirect).
 3. `compose_message` renders one recipient's message exactly as sent. Its inputs come from
    `message_inputs`, which `preview_campaign` resolves too, so what a partner previews is what
    a recipient receives.
@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from core import clock
 from core.db import db
 from core.errors import NotFound
 from core.tokens import HONEYPOT_LINK, make_token
+from core.validate import is_http_url
 from delivery.backends import delivery_backend, drop_backend
 from delivery.base import OutgoingMessage
 from delivery.mime import build_message
@@ -232,9 +233,9 @@ def deliver_due(
     try:
         while remaining:
             chunk, remaining = remaining[:COMMIT_EVERY], remaining[COMMIT_EVERY:]
-            outcomes: list[tuple[ledger.Claimed, str, str | None, str]] = []
+            outcomes: list[ledger.Outcome] = []
             messages = []
-            by_id: dict[int, ledger.Claimed] = {}
+            by_id: dict[int, tuple[ledger.Claimed, list[str]]] = {}
             for row in chunk:
                 campaign = campaigns[row.campaign_id]
                 try:
@@ -261,23 +262,25 @@ def deliver_due(
                         )
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     log.exception("send %s: could not build the message", row.id)
-                    outcomes.append((row, "permanent", None, f"render: {exc}"[:500]))
+                    outcomes.append(ledger.Outcome(row, "permanent",
+                                                   error=f"render: {exc}"[:500]))
                     continue
                 messages.append(OutgoingMessage(row.id, brand_address, row.email, data))
-                by_id[row.id] = row
+                by_id[row.id] = (row, redirect_targets(rendered.link_targets))
             with _PhaseTimer("smtp"):
                 results = backend.deliver(messages) if messages else []
             quota_hit = False
             for result in results:
-                outcomes.append((by_id[result.send_id], result.outcome,
-                                 result.provider_message_id, result.error))
+                row, targets = by_id[result.send_id]
+                outcomes.append(ledger.Outcome(row, result.outcome, result.provider_message_id,
+                                               result.error, targets))
                 quota_hit = quota_hit or result.outcome == "quota"
             with _PhaseTimer("db"):
                 for status, n in ledger.record_outcomes(outcomes, campaigns).items():
                     counts[status] += n
-            STATS["messages"] += sum(1 for o in outcomes if o[1] == "sent")
+            STATS["messages"] += sum(1 for o in outcomes if o.outcome == "sent")
             if quota_hit:
-                for campaign_id in {o[0].campaign_id for o in outcomes if o[1] == "quota"}:
+                for campaign_id in {o.row.campaign_id for o in outcomes if o.outcome == "quota"}:
                     ledger.pause_campaign(campaign_id, "SES daily quota exceeded")
                 with _PhaseTimer("db"):
                     counts["released"] += ledger.release_claims(remaining)
@@ -316,6 +319,15 @@ class Composed:
     template_version_id: int
     # With a send: each link's rendered target, by index (where a click on it redirects).
     link_targets: tuple[str, ...] = ()
+
+
+def redirect_targets(link_targets: Iterable[object]) -> list[str]:
+    """Return the targets a click may redirect to, by link index: '' for any not http(s).
+
+    The one rule for click redirects: the worker stores this list on the sent row, and a
+    click on mail sent before that (tracking.services.compute_link_targets) applies it too.
+    """
+    return [url if isinstance(url, str) and is_http_url(url) else "" for url in link_targets]
 
 
 def step_version(campaign: Campaign, step_index: int) -> TemplateVersion:

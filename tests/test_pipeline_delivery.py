@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import redis
 from sqlalchemy import delete, select
 
 from campaigns import ledger, lifecycle, sending, suppression
@@ -25,6 +26,7 @@ from tests.test_pipeline_support import (
     smtp_server,
     statuses,
 )
+from tracking import services as tracking_services
 from tracking.models import Event
 
 
@@ -48,7 +50,7 @@ def _html_and_text(message) -> tuple[str, str]:
     return html.replace("\r\n", "\n"), text.replace("\r\n", "\n")
 
 
-def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp):
+def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp, monkeypatch):
     clock.freeze(T0)
     launched = launch_campaign(50, steps=[(0, "always"), (24, "always"), (48, "always")])
     assert campaign_status(launched.campaign_id)[0] == "running"
@@ -97,6 +99,16 @@ def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp):
         # The header's one-click URL is the very link in the footer.
         header_url = unsubscribe.split("<", 1)[1].split(">", 1)[0]
         assert f'href="{header_url}"' in html
+    # Every sent row holds its message's link targets, so a click never renders the mail.
+    assert {tuple(s.link_targets) for s in sends.values()} == {("https://brand.example/book",)}
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a click rendered the message")
+
+    monkeypatch.setattr(sending, "render_message", refuse)
+    monkeypatch.setattr(tracking_services, "compose_message", refuse)
+    links_cache = redis.Redis.from_url(app.config["REDIS_URL"])
+    assert links_cache.keys("lastmile:links:*") == []  # the worker caches nothing: a cold click
     # A click on a delivered link leads exactly where the message's link pointed.
     html, _ = _html_and_text(smtp.parsed()[0])
     click = re.search(r'href="http://lastmile\.test(/t/c/[^"]+)"', html).group(1)

@@ -11,10 +11,12 @@ import redis
 from sqlalchemy import func, select
 from werkzeug.test import Client
 
+from campaigns import sending
+from campaigns.models import Send
 from core import clock
 from core.db import db
 from core.tokens import HONEYPOT_LINK, make_token
-from tests.builders import make_sent_message, make_tracked_campaign
+from tests.builders import TRACKED_LINKS, make_sent_message, make_tracked_campaign
 from tests.conftest import REDIS_URL, SECRET
 from tracking import ingest, services
 from tracking.models import EngagementRollup, Event, SendEngagement
@@ -149,6 +151,89 @@ def test_click_uses_published_link_targets_without_touching_the_database(fast):
     # A link the published list marks as not redirectable answers 404 from the cache alone.
     assert fast.get(f"/t/c/{tok('click', send.id, 1)}").status_code == 404
     assert drain() == 1
+
+
+def refuse_rendering(monkeypatch) -> None:
+    """Make any rendering of a message fail loudly (a click must not need one)."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a click rendered the message")
+
+    monkeypatch.setattr(sending, "render_message", refuse)
+    monkeypatch.setattr(sending, "compose_message", refuse)
+    monkeypatch.setattr(services, "compose_message", refuse)
+
+
+def test_worker_stores_link_targets_and_an_uncached_click_reads_them_without_rendering(
+        any_client, monkeypatch):
+    clock.freeze(datetime(2030, 1, 1, 12))
+    campaign = make_tracked_campaign(links=[*TRACKED_LINKS, "javascript:alert(1)"],
+                                     slot_values={"0": {"cta_url": "https://brand.example/a"}})
+    send = make_sent_message(campaign, first_name="Zoë & Co", status="queued",
+                             overrides={"0": {"cta_url": "https://brand.example/b"}})
+    assert sending.deliver_due(send_ids=[send.id]) == {"sent": 1}
+    db.session.expire_all()
+    stored = db.session.get(Send, send.id)
+    assert stored.status == "sent"
+    assert stored.link_targets == [
+        "https://brand.example/offer", "https://brand.example/b",
+        "https://brand.example/p?who=Zo%C3%AB%20%26%20Co", "",
+    ]
+    r().flushdb()  # nothing cached: the click must find the targets on the send row
+    refuse_rendering(monkeypatch)
+    for link, url in enumerate(stored.link_targets):
+        resp = any_client.get(f"/t/c/{tok('click', send.id, link)}",
+                              headers={"User-Agent": BROWSER})
+        if url:
+            assert (resp.status_code, resp.headers["Location"]) == (302, url)
+        else:
+            assert resp.status_code == 404 and "Location" not in resp.headers
+        clock.advance(minutes=1)
+    # The first click cached them in Redis, as before.
+    assert r().hget(services.link_key(send.id), "1") == b"https://brand.example/b"
+    assert drain() == 3
+    assert [e.link_index for e in events("click")] == [0, 1, 2]
+
+
+def test_click_redirects_only_to_http_targets_stored_on_the_send_row(any_client, monkeypatch):
+    send = make_sent_message()
+    # Not what rendering would give: proof that the stored list, not a render, decides.
+    send.link_targets = ["https://brand.example/stored", "javascript:alert(1)", "//evil.com"]
+    db.session.commit()
+    refuse_rendering(monkeypatch)
+    resp = any_client.get(f"/t/c/{tok('click', send.id, 0)}", headers={"User-Agent": BROWSER})
+    assert (resp.status_code, resp.headers["Location"]) == (302, "https://brand.example/stored")
+    for link in (1, 2, 3, 7):
+        resp = any_client.get(f"/t/c/{tok('click', send.id, link)}")
+        assert resp.status_code == 404 and "Location" not in resp.headers
+    r().delete(services.link_key(send.id))
+    good = tok("click", send.id, 0)
+    for bad in (make_token("another-secret", "click", send.id, 0), good[:-1] + (
+            "A" if good[-1] != "A" else "B"), tok("open", send.id)):
+        assert any_client.get(f"/t/c/{bad}").status_code == 404
+    assert drain() == 1
+
+
+def test_click_on_mail_sent_before_targets_were_stored_renders_it_as_a_fallback(
+        any_client, monkeypatch):
+    campaign = make_tracked_campaign(slot_values={"0": {"cta_url": "https://brand.example/a"}})
+    send = make_sent_message(campaign)  # link_targets NULL, as on mail sent before 0006
+    assert send.link_targets is None
+    renders = []
+    real_compose = services.compose_message
+
+    def counting_compose(*args, **kwargs):
+        renders.append(args[0].id)
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(services, "compose_message", counting_compose)
+    for link, url in [(1, "https://brand.example/a"), (0, "https://brand.example/offer")]:
+        resp = any_client.get(f"/t/c/{tok('click', send.id, link)}",
+                              headers={"User-Agent": BROWSER})
+        assert (resp.status_code, resp.headers["Location"]) == (302, url)
+    assert renders == [campaign.id]  # rendered once, then served from the Redis cache
+    assert any_client.get(f"/t/c/{tok('click', send.id, 5)}").status_code == 404
+    assert drain() == 2
 
 
 def test_click_for_a_link_the_message_did_not_contain_is_404_and_records_nothing(any_client):

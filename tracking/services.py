@@ -1,8 +1,8 @@
 """Tracking logic: where a click goes, recording hits, unsubscribing.
 
-The redirect target of a click is computed only from the send's own published template
-version: the token names a link *index*, the index picks one of the version's original hrefs,
-and that href is rendered with the same data the message was rendered with. Nothing in the
+The redirect target of a click is only ever one of the send's own links: the token names a
+link *index*, and the index picks that link's target as the worker rendered it when it sent the
+message (stored on the send row, `Send.link_targets`, and cached in Redis). Nothing in the
 request can choose or alter the target.
 """
 
@@ -13,10 +13,11 @@ from collections import OrderedDict
 
 import redis
 from flask import Flask, current_app
+from sqlalchemy import select
 
 from accounts.models import Partner
 from campaigns.models import Campaign, Contact, Send
-from campaigns.sending import compose_message
+from campaigns.sending import compose_message, redirect_targets
 from campaigns.suppression import suppress_email
 from core import clock, tokens
 from core.db import db
@@ -53,12 +54,29 @@ def link_key(send_id: int) -> str:
 
 # --- link targets ---------------------------------------------------------------------------
 
+def send_link_targets(send_id: int) -> list[str] | None:
+    """Return a send's link targets by index; None if the send does not exist.
+
+    One primary-key read of the targets the worker stored with the row when it recorded the
+    message as sent. Only where that column is NULL (mail sent before migration 0006, or a
+    click that outran the worker's commit) is the message rendered again to find them.
+    """
+    found = db.session.execute(select(Send.link_targets).where(Send.id == send_id)).first()
+    if found is None:
+        return None
+    stored = found[0]
+    if stored is None:
+        return compute_link_targets(send_id)
+    return redirect_targets(stored) if isinstance(stored, list) else []
+
+
 def compute_link_targets(send_id: int) -> list[str] | None:
     """Render a send's message and return its link targets; None if the send does not exist.
 
-    The message is composed by the very function the worker sent it with (same version, slot
-    values, member overrides and merge fields), so a click can only lead where the mail's
-    link led. Only http(s) targets can be redirected to; anything else is ''.
+    Legacy fallback only, for a send whose row has no stored `link_targets` (see
+    send_link_targets). The message is composed by the very function the worker sent it with
+    (same version, slot values, member overrides and merge fields), so a click can only lead
+    where the mail's link led. Only http(s) targets can be redirected to; anything else is ''.
     """
 
     send = db.session.get(Send, send_id)
@@ -74,14 +92,14 @@ def compute_link_targets(send_id: int) -> list[str] | None:
     composed = compose_message(campaign, send.step_index, contact,
                                db.session.get(Partner, send.partner_id) or {}, send_id=send.id,
                                config=current_app.config, version=version)
-    return [url if is_http_url(url) else "" for url in composed.link_targets]
+    return redirect_targets(composed.link_targets)
 
 
 def publish_link_targets(send_id: int, urls: list[str], r: redis.Redis | None = None) -> None:
     """Cache a send's rendered link targets (index-aligned with the version's links).
 
-    The worker may call this right after rendering a message so the first click needs no
-    database read; without it the first click of a send computes and publishes them.
+    The first click of a send whose targets are not cached reads them from the send row
+    (send_link_targets) and publishes them here, so later clicks need no database read.
     """
     clean = {str(i): u for i, u in enumerate(urls) if u and is_http_url(u)}
     r = r if r is not None else get_recorder(current_app).redis
@@ -160,7 +178,7 @@ class Recorder:
             urls = _LOCAL.get(send_id)
         if urls is None:
             with self.app.app_context():
-                urls = compute_link_targets(send_id)
+                urls = send_link_targets(send_id)
                 if urls is not None:
                     try:
                         publish_link_targets(send_id, urls, self.redis)
