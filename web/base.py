@@ -85,9 +85,9 @@ def me() -> User:
     return user
 
 
-def preview_response(html: str, status: int = 200) -> Response:
+def preview_response(html: str) -> Response:
     """Serve email HTML for a sandboxed iframe under the restrictive preview policy."""
-    response = Response(html, status=status, mimetype="text/html")
+    response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["Cache-Control"] = "no-store"
     return response
