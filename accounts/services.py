@@ -106,17 +106,6 @@ def user_for_token(token: str) -> User | None:
     return row.user if row else None
 
 
-def set_password(user_id: int, password: str) -> None:
-    """Set a user's web-login password."""
-    if len(password) < 8:
-        raise ValidationError("Password too short.", {"password": "at least 8 characters"})
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("User not found.")
-    user.password_hash = generate_password_hash(password)
-    db.session.commit()
-
-
 def authenticate(email: str, password: str) -> User | None:
     """Return the user whose email and password match, or None."""
     user = db.session.scalar(select(User).where(User.email == email.strip().lower()))

@@ -27,6 +27,7 @@ from campaigns.values import (
 from core import clock
 from core.db import db
 from core.errors import StateError, ValidationError
+from journeys import states as journey_states
 from journeys.models import Journey
 
 CAMPAIGN_FIELDS = frozenset({"journey_id", "name", "slot_values", "sender"})
@@ -140,7 +141,7 @@ def _launch(campaign: Campaign) -> str:
         raise StateError("Add at least one contact before launching.",
                          fields={"members": "none"})
     journey = db.session.get(Journey, campaign.journey_id)
-    if journey is None or journey.status != "published":
+    if journey is None or not journey_states.allowed(journey, "pick"):
         raise StateError("The journey is no longer published; this campaign cannot launch.")
     if journey.requires_approval:
         apply(campaign, "submit")

@@ -35,12 +35,6 @@ def add_suppressions(emails: list[str], reason: str, detail: str = "") -> int:
     return len(db.session.execute(stmt).all())
 
 
-def is_suppressed(email: str) -> bool:
-    """Tell whether an address is on the brand-wide suppression list."""
-    key = loose_email(email)
-    return db.session.scalar(select(Suppression.id).where(Suppression.email == key)) is not None
-
-
 def suppression_reasons(emails: list[str]) -> dict[str, str]:
     """Return {normalized email: suppression reason} for those of `emails` that are suppressed."""
     keys = list({loose_email(e) for e in emails})

@@ -91,11 +91,11 @@ def _split_by_step(values: Any, versions: list[TemplateVersion], where: str,
     return out
 
 
-def clean_campaign_values(values: Any, versions: list[TemplateVersion],
-                          where: str = "slot_values") -> dict[str, dict[str, str]]:
+def clean_campaign_values(values: Any, versions: list[TemplateVersion]
+                          ) -> dict[str, dict[str, str]]:
     """Validate slot values for every step; return {"i": cleaned} or raise one SlotError."""
     problems: dict[str, str] = {}
-    by_step = _split_by_step(values, versions, where, problems)
+    by_step = _split_by_step(values, versions, "slot_values", problems)
     cleaned: dict[str, dict[str, str]] = {}
     for i, version in enumerate(versions):
         step_values = by_step.get(i, {})

@@ -23,8 +23,3 @@ class Base(DeclarativeBase):
 # Objects stay readable after commit (views serialize what a service just committed);
 # code that needs fresh state re-reads it, with a row lock where it matters.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-
-
-def is_postgres() -> bool:
-    """Tell whether the bound engine is PostgreSQL (SKIP LOCKED and friends are available)."""
-    return db.engine.dialect.name == "postgresql"

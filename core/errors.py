@@ -62,10 +62,6 @@ class TemplateError(ValidationError):
     code = "invalid_template"
 
 
-class RateLimited(DomainError):
-    status, code = 429, "rate_limited"
-
-
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     """Build the API's error JSON (`Error` in web/openapi.yaml)."""
     return {"error": {"code": code, "message": message, "fields": fields or {}}}

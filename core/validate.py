@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import request
@@ -27,16 +26,15 @@ class Fields:
         self.data = data
         self.problems: dict[str, str] = {}
 
-    def text(self, name: str, *, required: bool = True, max_length: int = 200,
-             default: str | None = None) -> str | None:
-        value = self.data.get(name, default)
+    def text(self, name: str, *, required: bool = True, max_length: int = 200) -> str | None:
+        value = self.data.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
                 self.problems[name] = "is required"
-            return default
+            return None
         if not isinstance(value, str):
             self.problems[name] = "must be a string"
-            return default
+            return None
         value = value.strip()
         if len(value) > max_length:
             self.problems[name] = f"must be at most {max_length} characters"
@@ -44,25 +42,10 @@ class Fields:
             self.problems[name] = "must be a single line"
         return value
 
-    def url(self, name: str, *, required: bool = False) -> str | None:
-        value = self.text(name, required=required, max_length=2000)
+    def url(self, name: str) -> str | None:
+        value = self.text(name, required=False, max_length=2000)
         if value and not is_http_url(value):
             self.problems[name] = "must be an http(s) URL"
-        return value
-
-    def boolean(self, name: str, default: bool = False) -> bool:
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            self.problems[name] = "must be true or false"
-            return default
-        return value
-
-    def str_list(self, name: str, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.problems[name] = "must be a list of non-empty strings"
-            return []
         return value
 
     def check(self, message: str = "Some fields are invalid.") -> None:

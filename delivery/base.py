@@ -10,7 +10,6 @@ SENT = "sent"
 TRANSIENT = "transient"
 PERMANENT = "permanent"
 QUOTA = "quota"
-OUTCOMES = (SENT, TRANSIENT, PERMANENT, QUOTA)
 
 # Long provider replies are cut so a result always fits the ledger's last_error column.
 MAX_ERROR = 500

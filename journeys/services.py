@@ -10,6 +10,7 @@ from accounts.models import Partner
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError, TemplateError, ValidationError
+from journeys import states
 from journeys.models import STEP_CONDITIONS, Journey, JourneyStep, Template, TemplateVersion
 from personalization import compile as compiler
 from personalization.slots import validate_slot_schema
@@ -79,14 +80,13 @@ def publish_template(template_id: int) -> TemplateVersion:
     """Compile the latest draft once (MJML, HTML, inlined CSS, frozen template) and freeze it."""
     template = get_template(template_id)
     version = latest_version(template.id)
-    if version.status == "published":
-        raise StateError(f"Version {version.version} is already published; save a new draft first.")
+    states.require(version, "publish")  # refuse before any compile work
     compiled = compiler.compile_template(version.mjml, version.subject, version.preheader,
                                          version.slots)
     version.compiled_html = compiled.html
     version.compiled_text = compiled.text
     version.links = list(compiled.links)
-    version.status = "published"
+    states.apply(version, "publish")
     version.published_at = clock.now()
     db.session.commit()
     return version
@@ -123,9 +123,10 @@ def latest_version(template_id: int) -> TemplateVersion:
 
 def published_version(template_id: int) -> TemplateVersion | None:
     """Return the newest published version of a template, if any."""
+    pinnable = states.statuses(TemplateVersion, "pin")
     return db.session.scalar(
         select(TemplateVersion).where(TemplateVersion.template_id == template_id,
-                                      TemplateVersion.status == "published")
+                                      TemplateVersion.status.in_(pinnable))
         .order_by(TemplateVersion.version.desc()).limit(1))
 
 
@@ -211,8 +212,7 @@ def create_journey(*, name: str, description: str = "", category: str = "",
 def update_journey(journey_id: int, **fields) -> Journey:
     """Replace a draft journey's definition (published journeys are frozen)."""
     journey = get_journey(journey_id)
-    if journey.status != "draft":
-        raise StateError("Only draft journeys can be edited; create a new journey instead.")
+    states.require(journey, "edit")
     tiers, regions = fields.get("tiers") or [], fields.get("regions") or []
     _journey_fields(fields["name"], fields.get("description", ""), fields.get("category", ""),
                     tiers, regions)
@@ -235,8 +235,7 @@ def update_journey(journey_id: int, **fields) -> Journey:
 def publish_journey(journey_id: int) -> Journey:
     """Publish a journey, pinning each step to its template's newest published version."""
     journey = get_journey(journey_id)
-    if journey.status != "draft":
-        raise StateError(f"Journey is {journey.status}; only drafts can be published.")
+    states.require(journey, "publish")
     missing = {}
     for step in journey.steps:
         version = published_version(step.template_id)
@@ -247,7 +246,7 @@ def publish_journey(journey_id: int) -> Journey:
     if missing:
         db.session.rollback()
         raise StateError("Publish the journey's templates first.", missing)
-    journey.status = "published"
+    states.apply(journey, "publish")
     journey.published_at = clock.now()
     db.session.commit()
     return journey
@@ -256,9 +255,7 @@ def publish_journey(journey_id: int) -> Journey:
 def archive_journey(journey_id: int) -> Journey:
     """Archive a journey: it leaves the catalog; running campaigns continue."""
     journey = get_journey(journey_id)
-    if journey.status == "archived":
-        raise StateError("Journey is already archived.")
-    journey.status = "archived"
+    states.apply(journey, "archive")
     db.session.commit()
     return journey
 
@@ -285,13 +282,13 @@ def list_journeys(status: str | None = None, page: int = 1,
 
 def journey_visible_to(journey: Journey, partner: Partner) -> bool:
     """Tell whether a partner may pick this journey (published and in its audience)."""
-    return journey.status == "published" and journey.matches(partner.tier, partner.region)
+    return states.allowed(journey, "pick") and journey.matches(partner.tier, partner.region)
 
 
 def catalog_for(partner: Partner) -> list[Journey]:
     """Return the published journeys whose audience includes the partner, newest first."""
-    rows = db.session.scalars(select(Journey).where(Journey.status == "published")
-                              .order_by(Journey.id.desc())).all()
+    pickable = Journey.status.in_(states.statuses(Journey, "pick"))
+    rows = db.session.scalars(select(Journey).where(pickable).order_by(Journey.id.desc())).all()
     return [j for j in rows if j.matches(partner.tier, partner.region)]
 
 

@@ -27,7 +27,6 @@ ALLOWED_FILTERS = (
     "striptags", "replace", "length", "int", "round", "urlencode", "wordcount",
 )
 _SAFE_CONST = (str, int, float, bool, type(None))
-_BOOL_NODES = (nodes.And, nodes.Or, nodes.Not)
 
 
 def make_env(autoescape: bool, finalize: Callable[[Any], Any] | None = None

@@ -201,9 +201,13 @@ def test_preview_rejects_values_breaking_constraints(marketer, published_templat
 def test_no_secret_reaches_output(app, marketer, published_template, monkeypatch):
     monkeypatch.setenv("LASTMILE_CANARY", "canary-value-93817")
     probe = "{{ config }}{{ self }}{{ request.environ }}{{ lipsum.__globals__ }}"
-    body = marketer.get(
+    response = marketer.get(
         f"/api/templates/{published_template}/preview", query_string={"slot.intro": probe[:60]}
-    ).get_data(as_text=True)
+    )
+    # The probe was rendered (as inert text), so the absence of secrets below means something.
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert "{{ config }}{{ self }}" in body
     assert app.config["SECRET_KEY"] not in body and "canary-value-93817" not in body
 
 

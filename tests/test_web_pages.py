@@ -7,14 +7,17 @@ import re
 
 import pytest
 
+from core.tokens import make_token
 from tests.builders import (
     make_campaign,
     make_contact,
     make_journey,
     make_partner,
+    make_sent_message,
     make_user,
     run_import_jobs,
 )
+from tests.conftest import SECRET
 
 PASSWORD = "correct horse battery"
 
@@ -115,13 +118,21 @@ def test_login_form_needs_csrf_token(client, marketer):
 
 
 def test_api_and_one_click_routes_are_exempt_from_csrf(client, make_api):
+    from campaigns.models import Suppression
+    from core.db import db
+
     _, token = make_user("brand_admin")
     response = make_api(token).post("/api/partners", json={"name": "P", "tier": "gold",
                                                            "region": "west"})
     assert response.status_code == 201
-    # An RFC 8058 one-click POST carries no token: CSRF must not be what refuses it.
-    response = client.post("/u/not-a-valid-token", data={"List-Unsubscribe": "One-Click"})
-    assert response.status_code != 400 or b"csrf" not in response.data.lower()
+    # An RFC 8058 one-click POST carries no CSRF token: it must reach the unsubscribe route
+    # and suppress the address (a CSRF refusal would answer 400 and suppress nothing).
+    send = make_sent_message(email="reader@example.com")
+    response = client.post(f"/u/{make_token(SECRET, 'unsubscribe', send.id)}",
+                           data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert [(s.email, s.reason) for s in db.session.query(Suppression)] == [
+        ("reader@example.com", "unsubscribed")]
 
 
 def test_pages_carry_security_headers(client, marketer):

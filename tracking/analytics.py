@@ -84,11 +84,7 @@ def _link_urls(journey_id: int) -> dict[tuple[int, int], str]:
         .join(TemplateVersion, TemplateVersion.id == JourneyStep.template_version_id)
         .where(JourneyStep.journey_id == journey_id)
     ).all()
-    out = {}
-    for position, links in rows:
-        for i, link in enumerate(links or []):
-            out[(position, i)] = link.get("url", "") if isinstance(link, dict) else str(link)
-    return out
+    return {(position, i): link for position, links in rows for i, link in enumerate(links or [])}
 
 
 def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  # noqa: ANN001

@@ -7,6 +7,7 @@ from flask import Response, render_template
 from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
 from campaigns import lifecycle
 from journeys import services as journeys
+from journeys import states as journey_states
 from tracking import analytics
 from web.base import bp
 
@@ -57,8 +58,9 @@ def analytics_home():
     rows, _ = journeys.list_journeys(None, 1, 200)
     scorecard = analytics.partner_scorecard()
     leaders = sorted(scorecard["items"], key=lambda r: (-r["sent"], -r["click_rate"]))
-    return render_template("web/analytics.html", journeys=[j for j in rows
-                                                           if j.status != "draft"],
+    # A journey still in the editor (draft) has never been sent: nothing to show yet.
+    shown = [j for j in rows if not journey_states.allowed(j, "edit")]
+    return render_template("web/analytics.html", journeys=shown,
                            scorecard=scorecard, leaders=leaders)
 
 

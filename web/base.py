@@ -12,6 +12,7 @@ from accounts.auth import current_user
 from accounts.models import BRAND_ROLES, User
 from campaigns.states import EDITABLE, allowed
 from core.errors import Unauthorized
+from journeys import states as journey_states
 from web import csrf
 
 bp = Blueprint("web", __name__)
@@ -48,10 +49,12 @@ def _install(state: BlueprintSetupState) -> None:
     csrf.init_app(app)
     app.after_request(_security_headers)
     app.jinja_env.globals["current_user"] = current_user
-    # Pages offer exactly the actions the campaign state table allows, nothing of their own.
-
+    # Pages offer exactly the actions the state tables allow, nothing of their own.
     app.jinja_env.globals["campaign_can"] = allowed
     app.jinja_env.globals["campaign_editable"] = lambda campaign: campaign.status in EDITABLE
+    # One function for both tables (it picks by model); two names so pages read plainly.
+    app.jinja_env.globals["journey_can"] = journey_states.allowed
+    app.jinja_env.globals["template_can"] = journey_states.allowed
 
 
 @bp.errorhandler(Unauthorized)
@@ -83,9 +86,9 @@ def me() -> User:
     return user
 
 
-def preview_response(html: str, status: int = 200) -> Response:
+def preview_response(html: str) -> Response:
     """Serve email HTML for a sandboxed iframe under the restrictive preview policy."""
-    response = Response(html, status=status, mimetype="text/html")
+    response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["Cache-Control"] = "no-store"
     return response

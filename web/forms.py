@@ -7,8 +7,6 @@ from collections.abc import Mapping
 
 from werkzeug.datastructures import MultiDict
 
-SLOT_FIELDS = ("name", "type", "label", "default", "max_length", "choices", "allowed_domains")
-STEP_FIELDS = ("template_id", "delay_hours", "when")
 _ROW = re.compile(r"^(slot|step)-(\d{1,3})-([a-z_]+)$")
 _LINE = re.compile(r"\bline\s*[:#]?\s*(\d+)", re.IGNORECASE)
 _KEY_LINE = re.compile(r"(?:^|[.:\[])(?:line[.:_]?)?(\d+)\]?$")
