@@ -55,8 +55,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
 }
 OPEN_STATUSES = ("queued", "claimed", "retry")
-TERMINAL_STATUSES = tuple(s for s, moves in TRANSITIONS.items() if not moves)
-
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 60.0
 BACKOFF_CAP_SECONDS = 3600.0
@@ -645,15 +643,3 @@ def release_claims(rows: Iterable[Claimed], due_at: datetime | None = None) -> i
         released += result.rowcount or 0
     db.session.commit()
     return released
-
-
-def status_counts(campaign_id: int) -> dict[str, int]:
-    """Return how many of a campaign's sends are in each status."""
-    return dict(
-        db.session.execute(
-            select(Send.status, func.count())
-            .where(Send.campaign_id == campaign_id)
-            .group_by(Send.status)
-        ).all()
-    )
-

@@ -23,7 +23,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from campaigns import ledger, sending
+from campaigns import sending
 from campaigns.contacts_import import (
     import_queue,
     next_queued_import,
@@ -149,7 +149,6 @@ def run_workers(app: Flask, *, processes: int, burst: bool) -> None:
 
 def run_embedded(
     app: Flask, *, burst: bool, interval: float, batch_size: int,
-    lease_seconds: float = ledger.DEFAULT_LEASE_SECONDS,
 ) -> dict[str, int]:
     """Run scheduler and delivery in this process without Redis; return totals in burst mode."""
     totals: dict[str, int] = {}
@@ -167,7 +166,7 @@ def run_embedded(
                     totals["imports"] = totals.get("imports", 0) + 1
                     worked = True
                 while True:
-                    counts = sending.deliver_due(limit=batch_size, lease_seconds=lease_seconds)
+                    counts = sending.deliver_due(limit=batch_size)
                     if not counts:
                         break
                     if set(counts) <= {"rate_limited"}:

@@ -16,14 +16,11 @@ bp = Blueprint("journeys", __name__)
 
 
 
-def version_json(v: TemplateVersion, *, source: bool = True) -> dict:
-    out = {"id": v.template_id, "version": v.version, "status": v.status, "name": v.name,
-           "subject": v.subject, "preheader": v.preheader, "slots": v.slots,
-           "created_at": v.created_at.isoformat(),
-           "published_at": v.published_at.isoformat() if v.published_at else None}
-    if source:
-        out["mjml"] = v.mjml
-    return out
+def version_json(v: TemplateVersion) -> dict:
+    return {"id": v.template_id, "version": v.version, "status": v.status, "name": v.name,
+            "subject": v.subject, "preheader": v.preheader, "slots": v.slots, "mjml": v.mjml,
+            "created_at": v.created_at.isoformat(),
+            "published_at": v.published_at.isoformat() if v.published_at else None}
 
 
 def template_json(template_id: int) -> dict:

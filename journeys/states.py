@@ -10,6 +10,7 @@ an action that is not allowed from the current status answers 409.
 from __future__ import annotations
 
 from core.errors import StateError
+from core.i18n import lazy_gettext as _l
 from journeys.models import Journey, TemplateVersion
 
 # action -> {from status: to status}
@@ -32,13 +33,13 @@ VERSION_ACTIONS: dict[str, dict[str, str]] = {
 
 # Why an action is refused, formatted with the journey or version as `it`.
 _REFUSALS: dict[tuple[type, str], str] = {
-    (Journey, "edit"): "Only draft journeys can be edited; create a new journey instead.",
-    (Journey, "publish"): "Journey is {it.status}; only drafts can be published.",
-    (Journey, "archive"): "Journey is already archived.",
-    (Journey, "pick"): "Journey is {it.status}; only published journeys can be used.",
+    (Journey, "edit"): _l("Only draft journeys can be edited; create a new journey instead."),
+    (Journey, "publish"): _l("Journey is {it.status}; only drafts can be published."),
+    (Journey, "archive"): _l("Journey is already archived."),
+    (Journey, "pick"): _l("Journey is {it.status}; only published journeys can be used."),
     (TemplateVersion, "publish"):
-        "Version {it.version} is already published; save a new draft first.",
-    (TemplateVersion, "pin"): "Version {it.version} is a draft; publish it first.",
+        _l("Version {it.version} is already published; save a new draft first."),
+    (TemplateVersion, "pin"): _l("Version {it.version} is a draft; publish it first."),
 }
 
 
@@ -60,7 +61,7 @@ def allowed(item: Journey | TemplateVersion, action: str) -> bool:
 def require(item: Journey | TemplateVersion, action: str) -> None:
     """Refuse (409, the current status in `fields`) an action not allowed right now."""
     if not allowed(item, action):
-        raise StateError(_REFUSALS[(type(item), action)].format(it=item),
+        raise StateError(str(_REFUSALS[(type(item), action)]).format(it=item),
                          fields={"status": item.status})
 
 

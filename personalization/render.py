@@ -472,14 +472,13 @@ def render_preview(version: Any, slot_values: dict, contact: dict, partner: dict
 
 
 def render_draft(mjml: str, subject: str, preheader: str, slots: list[dict], slot_values: dict,
-                 contact: dict, partner: dict, sender: dict, brand: dict, *,
-                 unsubscribe_url: str = "#") -> Rendered:
+                 contact: dict, partner: dict, sender: dict, brand: dict) -> Rendered:
     """Compile an unpublished draft on the fly and render it (raises TemplateError/SlotError)."""
     compiled = compile_template(mjml, subject, preheader, slots)
     normalized, _ = validate_slot_schema(slots)
     cleaned = clean_slot_values(normalized, slot_values or {})
     frozen = _build(compiled.html, compiled.text, subject, compiled.links, normalized)
-    return _render(frozen, cleaned, contact, partner, sender, brand, None, unsubscribe_url, None)
+    return _render(frozen, cleaned, contact, partner, sender, brand, None, "#", None)
 
 
 def render_reference(version: Any, slot_values: dict, contact: dict, partner: dict,

@@ -100,6 +100,23 @@ def test_another_drainer_takes_over_entries_a_dead_one_left_pending(app):
     assert count("open") == 3 and rollup("opens") == 3
 
 
+def test_an_entry_deleted_while_pending_is_acknowledged_and_the_rest_recorded(app):
+    send = make_sent_message()
+    fast = Client(TrackingFastPath(app, app.wsgi_app))
+    for _ in range(3):
+        fast.get(f"/t/o/{make_token(SECRET, 'open', send.id)}", headers={"User-Agent": BROWSER})
+    r = redis.Redis.from_url(REDIS_URL)
+    ingest.ensure_group(r)
+    # drainer-a reads three entries and dies; one of them is deleted from the stream meanwhile
+    # (XDEL, or trimming), so re-reading the pending list returns it without fields.
+    read = r.xreadgroup(ingest.GROUP, "drainer-a", {ingest.STREAM: ">"}, count=10)
+    first_id = read[0][1][0][0]
+    r.xdel(ingest.STREAM, first_id)
+    assert ingest.drain_all(r, "drainer-a") == 3
+    assert count("open") == 2
+    assert r.xpending(ingest.STREAM, ingest.GROUP)["pending"] == 0
+
+
 def _redis_server(port: int, directory: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",

@@ -282,11 +282,12 @@ def drain_once(r: redis.Redis, consumer: str, *, count: int = 1000, block_ms: in
         return 0
     hits = []
     for entry_id, fields in entries:
+        # An entry deleted while pending comes back without fields: nothing to record.
         hit = hit_from_entry(_s(entry_id), fields) if fields else None
-        if hit is None and fields:
-            log.warning("dropping malformed tracking entry %s", _s(entry_id))
-        else:
+        if hit is not None:
             hits.append(hit)
+        elif fields:
+            log.warning("dropping malformed tracking entry %s", _s(entry_id))
     try:
         apply_hits(hits)
         db.session.commit()

@@ -25,6 +25,7 @@ from core.redis import configured_redis
 from core.tokens import HONEYPOT_LINK
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
+from journeys.states import allowed
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
 
 log = logging.getLogger("lastmile.tracking")
@@ -83,7 +84,7 @@ def compute_link_targets(send_id: int) -> list[str] | None:
     if send is None:
         return None
     version = db.session.get(TemplateVersion, send.template_version_id)
-    if version is None or version.status != "published" or not version.links:
+    if version is None or not allowed(version, "pin") or not version.links:
         return []
     campaign = db.session.get(Campaign, send.campaign_id)
     contact = db.session.get(Contact, send.contact_id)

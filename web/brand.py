@@ -222,8 +222,7 @@ def journey_action(journey_id: int, action: str):
             journeys.archive_journey(journey_id)
             flash("Journey archived.", "ok")
     except StateError as err:
-        problems = "; ".join(f"{k} {v}" for k, v in err.fields.items())
-        flash(f"{err.message} {problems}".strip(), "error")
+        flash(err.message, "error")  # the message says it all; fields only repeat the status
     return redirect(safe_next(request.form.get("back"))
                     or url_for("web.journey_edit", journey_id=journey_id))
 

@@ -277,7 +277,7 @@ def _recipients(campaign: Campaign) -> dict:
     return analytics.campaign_recipients(campaign, page, 100)
 
 
-def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int = 200):
+def _campaign_page(campaign: Campaign, *, added: dict | None = None) -> str:
     journey = journeys.get_journey(campaign.journey_id)
     owner_view = not me().is_brand
     contact_rows, contacts_total = [], 0
@@ -304,13 +304,13 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None, status: int
         excluded=excluded,
         preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0]
         if owner_view else [],
-    ), status
+    )
 
 
 @bp.get("/partner/campaigns/<int:campaign_id>")
 @require_roles(*ANY)
 def campaign(campaign_id: int):
-    return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))[0]
+    return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))
 
 
 @bp.post("/partner/campaigns/<int:campaign_id>/members")
@@ -331,7 +331,7 @@ def campaign_members(campaign_id: int):
     except DomainError as err:
         flash(err.message, "error")
         return redirect(url_for("web.campaign", campaign_id=campaign.id))
-    return _campaign_page(campaign, added=result)[0]
+    return _campaign_page(campaign, added=result)
 
 
 STATE_ACTIONS = {"pause": lifecycle.pause_campaign, "resume": lifecycle.resume_campaign,
