@@ -61,7 +61,8 @@ def layer_order(edges: dict[str, set[str]]) -> list[str]:
     order: list[str] = []
     remaining = dict(edges)
     while remaining:
-        ready = sorted(p for p, deps in remaining.items() if deps <= set(order))
+        # Among the packages ready to place, keep the documented order (PACKAGES is top-down).
+        ready = [p for p in reversed(PACKAGES) if p in remaining and remaining[p] <= set(order)]
         if not ready:
             break
         order.extend(ready)
