@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Vendor the UI's third-party JavaScript (Chart.js 4) into static/vendor/ from npm.
+# Vendor third-party JavaScript from npm: the UI's (Chart.js 4) into static/vendor/, the
+# browser tests' accessibility checker (axe-core 4.14) into tests/vendor/.
 # The files are committed, so the app needs no network at run time; rerun to upgrade them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=static/vendor
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-( cd "$tmp" && npm pack --silent chart.js@4 >/dev/null )
-mkdir -p "$dest"
+( cd "$tmp" && npm pack --silent chart.js@4 axe-core@4.14 >/dev/null )
+mkdir -p "$dest" tests/vendor
 for tarball in "$tmp"/*.tgz; do
   name=$(basename "$tarball")
   mkdir -p "$tmp/x" && rm -rf "$tmp/x"/* && tar -xzf "$tarball" -C "$tmp/x"
@@ -16,6 +17,10 @@ for tarball in "$tmp"/*.tgz; do
       cp "$tmp/x/package/dist/chart.umd.js" "$dest/chart.umd.js"
       cp "$tmp/x/package/LICENSE.md" "$dest/chart.js.LICENSE.md"
       echo "chart.js ${name#chart.js-}" ;;
+    axe-core-*)
+      cp "$tmp/x/package/axe.min.js" tests/vendor/axe.min.js
+      cp "$tmp/x/package/LICENSE" tests/vendor/axe-core.LICENSE
+      echo "axe-core ${name#axe-core-}" | sed 's/\.tgz$//' > tests/vendor/VERSIONS ;;
   esac
 done | sed 's/\.tgz$//' > "$dest/VERSIONS"
 cat "$dest/VERSIONS"

@@ -3,6 +3,23 @@
   "use strict";
 
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  document.documentElement.classList.add("js");
+
+  /* The phone menu: a real button that opens and closes the nav (Escape closes it too). */
+  var navToggle = document.getElementById("nav-toggle");
+  var nav = document.getElementById("site-nav");
+  if (navToggle && nav) {
+    var setOpen = function (open) {
+      nav.classList.toggle("open", open);
+      navToggle.setAttribute("aria-expanded", open ? "true" : "false");
+    };
+    navToggle.addEventListener("click", function () {
+      setOpen(navToggle.getAttribute("aria-expanded") !== "true");
+    });
+    nav.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { setOpen(false); navToggle.focus(); }
+    });
+  }
 
   function debounce(fn, ms) {
     var timer = null;

@@ -116,14 +116,35 @@ def user_with_password(role: str, partner=None):
     return user
 
 
+AXE_SOURCE = (Path(__file__).resolve().parent.parent / "vendor" / "axe.min.js").read_text()
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def accessibility_violations(page) -> list[str]:
+    """Run axe-core (tests/vendor, vendored from npm) on the page: WCAG 2.1 A and AA rules."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        # evaluate() runs through the DevTools protocol, so the page's CSP does not block it.
+        page.evaluate("(source) => { (0, eval)(source); }", AXE_SOURCE)
+    result = page.evaluate(
+        "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_21_AA)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {v['nodes'][0]['target']}"
+            + (f" and {len(v['nodes']) - 1} more" if len(v["nodes"]) > 1 else "")
+            for v in result["violations"]]
+
+
 def snap(page, name: str) -> None:
-    """Save the page at 1280 and 390 px wide; fail if it scrolls sideways at either width."""
+    """Save the page at 1280 and 390 px wide; fail if it scrolls sideways or axe-core finds
+    a WCAG 2.1 AA violation at either width."""
     ARTIFACTS.mkdir(exist_ok=True)
     safe = re.sub(r"[^a-z0-9_-]+", "-", name.lower())
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(150)  # let responsive layout and charts settle before capturing
+        # Two animation frames: the layout has been redone at the new width.
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                      "requestAnimationFrame(r)))")
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= width, f"{name}: horizontal scroll at {width}px ({overflow}px wide)"
         page.screenshot(path=str(ARTIFACTS / f"{safe}-{width}.png"), full_page=True)
+        violations = accessibility_violations(page)
+        assert not violations, f"{name} at {width}px: " + "; ".join(violations)
     page.set_viewport_size({"width": 1280, "height": 900})
