@@ -69,6 +69,11 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, int | None] 
         raw = _unb64(token)
     except (ValueError, TypeError):
         return None
+    # Exactly one spelling of each token: the decoder forgives padding, unused trailing bits
+    # and stray characters, so a token that is not the canonical encoding of its bytes is
+    # refused rather than verified under another name.
+    if _b64(raw) != token:
+        return None
     size = 10 if purpose == "click" else 8
     if len(raw) != size + _MAC_BYTES:
         return None
