@@ -21,7 +21,7 @@ from campaigns import routes as campaigns_routes
 from campaigns.ledger import ENGAGEMENT_EXTENSION
 from core import cli as core_cli
 from core import config as core_config
-from core import errors, i18n
+from core import errors, i18n, validate
 from core.db import db
 from delivery import cli as delivery_cli
 from demo import cli as demo_cli
@@ -61,6 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
+    validate.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     i18n.init_app(app)

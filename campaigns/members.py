@@ -13,6 +13,7 @@ from campaigns.values import campaign_versions, clean_overrides
 from core import clock
 from core.db import db
 from core.errors import NotFound, ValidationError
+from core.validate import is_db_id
 
 MAX_MEMBERS_PER_CALL = 10_000
 
@@ -23,7 +24,7 @@ def _parse_ids(raw: Any) -> list[int]:
     if len(raw) > MAX_MEMBERS_PER_CALL:
         raise ValidationError("Members are invalid.",
                               {"contact_ids": f"at most {MAX_MEMBERS_PER_CALL} per call"})
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+    if not all(is_db_id(i) for i in raw):
         raise ValidationError("Members are invalid.", {"contact_ids": "must be contact ids"})
     return raw
 

@@ -22,7 +22,7 @@ from campaigns.sending import preview_campaign
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.i18n import _
-from core.validate import json_body, page_args
+from core.validate import int_arg, json_body, page_args
 
 bp = Blueprint("campaigns", __name__)
 
@@ -187,17 +187,10 @@ def remove_member(campaign_id: int, contact_id: int):
 @require_roles(*ANY)
 def preview(campaign_id: int):
     campaign = _campaign(campaign_id)
-    try:
-        step = int(request.args.get("step", 0))
-    except ValueError as exc:
-        raise BadRequest("step must be a whole number.") from exc
-    raw_contact = request.args.get("contact_id")
+    step = int_arg("step", 0)
+    contact_id = int_arg("contact_id")
     contact = None  # the sample contact
-    if raw_contact:
-        try:
-            contact_id = int(raw_contact)
-        except ValueError as exc:
-            raise BadRequest("contact_id must be a whole number.") from exc
+    if contact_id:
         contact = visible_recipient(contacts.get_contact(contact_id), campaign.partner_id)
     partner = db.session.get(Partner, campaign.partner_id)
     shown = preview_campaign(campaign, step, contact, partner, config=current_app.config)

@@ -14,6 +14,7 @@ from campaigns.contacts import InvalidEmail, normalize_email
 from campaigns.models import Campaign
 from core.db import db
 from core.errors import SlotError, StateError, ValidationError
+from core.validate import is_db_id
 from journeys.models import Journey, TemplateVersion
 from journeys.services import catalog_journey
 from personalization.slots import clean_slot_values
@@ -26,7 +27,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def catalog_journey_for(journey_id: Any, partner: Partner) -> Journey:
     """Return a published journey in the partner's catalog, or 404 like a missing one."""
-    if not isinstance(journey_id, int) or isinstance(journey_id, bool):
+    if not is_db_id(journey_id):
         raise ValidationError("Campaign is invalid.", {"journey_id": "must be a journey id"})
     return catalog_journey(journey_id, partner)
 
@@ -124,6 +125,8 @@ def clean_overrides(campaign: Campaign, raw: Any, versions: list[TemplateVersion
         try:
             contact_id = int(key)
         except (TypeError, ValueError):
+            contact_id = 0
+        if not is_db_id(contact_id):
             problems[f"overrides.{str(key)[:40]}"] = "must be keyed by contact id"
             continue
         where = f"overrides.{contact_id}"

@@ -1,22 +1,127 @@
-"""Small request-body validators shared by every routes module."""
+"""Request validators shared by every routes module, and the guards every request passes.
+
+Whatever a client sends, a bad value is a 4xx with the JSON error shape and changes nothing:
+ids beyond what the database holds are simply not found, numbers are range-checked before
+they reach SQL, and text with NUL characters or lone surrogates (which no database column
+can store) is refused at the door.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import request
+from flask import Flask, request
+from werkzeug.routing import IntegerConverter
 
 from core.errors import BadRequest, ValidationError
+from core.i18n import _
+
+DB_INT_MAX = 2**31 - 1  # ids and counts are PostgreSQL `integer` columns
+MAX_PAGE = 1_000_000
+MAX_JSON_DEPTH = 32
+
+
+class DbIdConverter(IntegerConverter):
+    """`<int:...>` in every route: an id past what the database holds names no row.
+
+    It becomes 0, which no row has, so the view answers 404 exactly like for a missing id
+    (refusing to match instead would make Werkzeug answer 405 where another method matches).
+    """
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= DB_INT_MAX else 0
+
+
+def is_db_id(value: Any) -> bool:
+    """Tell whether a JSON value can be a row id: a whole number the database can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= DB_INT_MAX
+
+
+def unstorable_text(value: str) -> bool:
+    """Tell whether text holds a NUL character or a lone surrogate (no column stores either)."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(data: Any, check_text: bool) -> None:
+    """Walk parsed JSON without recursion: bounded depth, no unstorable text anywhere."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(_("The JSON body is nested more than %(n)s levels deep.",
+                               n=MAX_JSON_DEPTH))
+        if isinstance(item, str):
+            if check_text and unstorable_text(item):
+                raise BadRequest(_("Text may not contain NUL characters or invalid Unicode."))
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((value, depth + 1) for value in item)
+
+
+def parse_json(raw: bytes | str, *, check_text: bool = True) -> Any:
+    """Parse JSON from a client: 400 for invalid, too deep or (unless the caller validates
+    every value itself: `check_text=False`) unstorable content."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(_("Request body must be valid JSON.")) from exc
+    except RecursionError as exc:
+        raise BadRequest(_("The JSON body is nested more than %(n)s levels deep.",
+                           n=MAX_JSON_DEPTH)) from exc
+    _check_tree(data, check_text)
+    return data
 
 
 def json_body() -> dict:
     """Return the request's JSON object or raise 400 with a clear message."""
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("Request body must be valid JSON.")
+    data = parse_json(request.get_data(cache=True) or b"")
     if not isinstance(data, dict):
-        raise BadRequest("Request body must be a JSON object.")
+        raise BadRequest(_("Request body must be a JSON object."))
     return data
+
+
+def int_arg(name: str, default: int | None = None, *, minimum: int = 0,
+            maximum: int = DB_INT_MAX) -> int | None:
+    """Return the query argument `name` as a whole number in [minimum, maximum] (else 400)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(_("%(name)s must be a whole number.", name=name)) from exc
+    if not minimum <= value <= maximum:
+        raise BadRequest(_("%(name)s must be between %(low)s and %(high)s.", name=name,
+                           low=minimum, high=maximum))
+    return value
+
+
+def _refuse_unstorable_input() -> None:
+    if "\x00" in request.path or any(
+            unstorable_text(v) for values in request.args.listvalues() for v in values):
+        raise BadRequest(_("The address may not contain NUL characters."))
+    # Multipart bodies (file uploads) are left to their views, which check size first.
+    if request.mimetype == "application/x-www-form-urlencoded" and any(
+            unstorable_text(v) for values in request.form.listvalues() for v in values):
+        raise BadRequest(_("Form fields may not contain NUL characters."))
+
+
+def init_app(app: Flask) -> None:
+    """Install the guards (call before registering blueprints: the converter binds then)."""
+    app.url_map.converters["int"] = DbIdConverter
+    app.before_request(_refuse_unstorable_input)
 
 
 class Fields:
@@ -65,8 +170,8 @@ def is_http_url(value: str) -> bool:
 def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
     """Return (page, per_page) from the query string, 1-based, clamped."""
     try:
-        page = max(1, int(request.args.get("page", 1)))
+        page = min(MAX_PAGE, max(1, int(request.args.get("page", 1))))
         per_page = min(max_size, max(1, int(request.args.get("per_page", default_size))))
     except ValueError as exc:
-        raise BadRequest("page and per_page must be whole numbers.") from exc
+        raise BadRequest(_("page and per_page must be whole numbers.")) from exc
     return page, per_page

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from accounts.auth import BRAND, PARTNER, current_user, require_roles
 from accounts.services import get_partner
-from core.errors import BadRequest, ValidationError
-from core.validate import json_body, page_args
+from core.errors import ValidationError
+from core.validate import int_arg, json_body, page_args
 from journeys import services
 from journeys.models import Journey, TemplateVersion
 from personalization.preview import preview_version, sample_inputs
@@ -73,12 +73,7 @@ def get_template(template_id: int):
 
 def _version_arg() -> int | None:
     """Return `?version=N` as an int (None when absent); anything else is a 400."""
-    if "version" not in request.args:
-        return None
-    try:
-        return int(request.args["version"])
-    except ValueError as exc:
-        raise BadRequest("version must be a whole number.") from exc
+    return int_arg("version", minimum=1)
 
 
 @bp.put("/api/templates/<int:template_id>")

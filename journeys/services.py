@@ -10,6 +10,7 @@ from accounts.models import Partner
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError, TemplateError, ValidationError
+from core.validate import is_db_id
 from journeys import states
 from journeys.models import STEP_CONDITIONS, Journey, JourneyStep, Template, TemplateVersion
 from personalization import compile as compiler
@@ -151,8 +152,7 @@ def _checked_steps(steps) -> list[dict]:
             problems[key] = "must be an object"
             continue
         template_id = step.get("template_id")
-        if not isinstance(template_id, int) or isinstance(template_id, bool) \
-                or db.session.get(Template, template_id) is None:
+        if not is_db_id(template_id) or db.session.get(Template, template_id) is None:
             problems[f"{key}.template_id"] = "must name an existing template"
         delay = step.get("delay_hours", 0)
         numeric = isinstance(delay, int | float) and not isinstance(delay, bool)

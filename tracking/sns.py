@@ -10,7 +10,6 @@ must be one of SNS_TOPIC_ARNS. Every MessageId is stored once; a replay is a no-
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from campaigns.suppression import add_suppressions
 from core import clock
 from core.db import db
 from core.errors import BadRequest, Forbidden
+from core.validate import parse_json
 from tracking.ingest import Hit, _insert, apply_hits
 from tracking.models import SnsMessage
 
@@ -190,10 +190,7 @@ def handle_ses_notification(body: dict, message_id: str) -> dict:
 
 def handle(raw: bytes, allowed_topics: list[str]) -> dict:
     """Verify and apply one SNS POST body; raise BadRequest/Forbidden, return a summary."""
-    try:
-        msg = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest("Body must be an SNS JSON message.") from exc
+    msg = parse_json(raw)  # 400 for invalid, too deeply nested or unstorable JSON
     if not isinstance(msg, dict) or not msg.get("MessageId") or not msg.get("Type"):
         raise BadRequest("Body must be an SNS JSON message.")
     verify(msg, allowed_topics)
@@ -212,8 +209,9 @@ def handle(raw: bytes, allowed_topics: list[str]) -> dict:
         db.session.commit()
         return {"status": "ignored"}
     try:
-        body = json.loads(msg.get("Message") or "")
-    except ValueError:
+        # Signed by SNS; every address in it is validated one by one (a bad one is skipped).
+        body = parse_json(str(msg.get("Message") or ""), check_text=False)
+    except BadRequest:
         body = None
     if not isinstance(body, dict):
         db.session.commit()

@@ -72,7 +72,8 @@ def home_for(user: User) -> str:
 
 def safe_next(target: str | None) -> str | None:
     """Return `target` if it is a local path (never another host), else None."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 32 or ord(c) == 127 for c in target):  # CR/LF would split headers
         return None
     parts = urlsplit(target)
     return target if not parts.scheme and not parts.netloc else None

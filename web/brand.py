@@ -8,6 +8,7 @@ from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
 from campaigns import lifecycle
 from core.errors import DomainError, StateError
+from core.validate import int_arg
 from journeys import services as journeys
 from personalization.preview import preview_source, preview_version, sample_inputs
 from web import forms
@@ -86,7 +87,7 @@ def template_new():
 def template_edit(template_id: int):
     template = journeys.get_template(template_id)
     if request.method == "GET":
-        number = request.args.get("version", type=int)
+        number = int_arg("version", minimum=1)
         v = journeys.get_version(template_id, number)
         source = {"name": v.name, "subject": v.subject, "preheader": v.preheader,
                   "mjml": v.mjml, "slots": v.slots}

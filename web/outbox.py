@@ -7,12 +7,13 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, render_template
 from sqlalchemy import select
 
 from accounts.auth import ANY, partner_scope, require_roles
 from campaigns.models import Send
 from core.db import db
+from core.validate import MAX_PAGE, int_arg
 from delivery.outbox import list_outbox, read_outbox, send_id_of
 from web.base import bp, preview_response
 
@@ -62,7 +63,7 @@ def _message(message_id: str) -> EmailMessage:
 def outbox():
     if not outbox_enabled():
         abort(404)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
     items = list_outbox(current_app.config["OUTBOX_DIR"], page, PER_PAGE + 1,
                         only=_visible_sends)
     return render_template("web/outbox.html", items=items[:PER_PAGE], page=page,

@@ -14,6 +14,7 @@ from campaigns.sending import preview_campaign
 from core.db import db
 from core.errors import DomainError
 from core.i18n import _
+from core.validate import MAX_PAGE, int_arg
 from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
@@ -179,7 +180,7 @@ def personalize_preview(journey_id: int):
 def _contacts_page(*, errors: dict | None = None, form: dict | None = None, status: int = 200):
     partner = _partner()
     q = request.args.get("q", "")
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
     per_page = 25
     rows, total = contacts_service.list_contacts(partner.id, q, page, per_page)
     quick = [j for j in journeys.catalog_for(partner) if j.quick_send]
@@ -273,7 +274,7 @@ bp.add_url_rule("/partner/campaigns", endpoint="campaigns", view_func=campaigns_
 
 def _recipients(campaign: Campaign) -> dict:
 
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
     return analytics.campaign_recipients(campaign, page, 100)
 
 
@@ -359,11 +360,11 @@ def campaign_action(campaign_id: int, action: str):
 @require_roles(*ANY)
 def campaign_preview(campaign_id: int):
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
-    step = request.args.get("step", 0, type=int) or 0
+    step = int_arg("step", 0)
     if not 0 <= step < lifecycle.step_count(campaign):
         abort(404)
     contact = None  # the sample contact
-    contact_id = request.args.get("contact_id", type=int)
+    contact_id = int_arg("contact_id")
     if contact_id:
         contact = visible_recipient(contacts_service.get_contact(contact_id),
                                     campaign.partner_id)
