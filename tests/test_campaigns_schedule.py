@@ -20,9 +20,11 @@ from core import clock
 from core.db import db
 from delivery import backends
 from tests.builders import make_campaign, make_contact, make_journey, make_partner, make_user
+from tests.test_openapi import conforms
 from tests.test_pipeline_support import (
     configured,
     drain,
+    free_port,
     run_flask,
     smtp_server,
     statuses,
@@ -446,3 +448,77 @@ def test_each_recipient_gets_it_at_their_local_time(world, smtp, app):
         clock.freeze(at)
         drain(app)
         assert smtp.count() == total, at
+
+
+# ------------------------------------------------------------------------ the API document
+
+
+@pytest.fixture
+def spec(client) -> dict:
+    return client.get("/api/openapi.json").get_json()
+
+
+def test_schedule_and_test_send_responses_match_the_document(world, spec, app, tmp_path):
+    from campaigns import testsend
+
+    clock.freeze(T0)
+    api, brand = world["api"], world["brand"]
+    campaign = campaign_with(world, 1)
+    path = "/api/campaigns/{campaign_id}"
+    created = api.post("/api/campaigns", json={
+        "journey_id": campaign.journey_id, "sender": SENDER,
+        "send_at": iso(T0 + timedelta(days=1)), "timezone": "America/Chicago"})
+    conforms(spec, "/api/campaigns", "post", created)
+    conforms(spec, "/api/campaigns", "post", api.post("/api/campaigns", json={
+        "journey_id": campaign.journey_id, "send_at": "2030-03-05T09:00"}))  # 422
+    conforms(spec, path, "patch", api.patch(f"/api/campaigns/{campaign.id}", json={
+        "send_at": iso(T0 + timedelta(hours=2)), "timezone": "America/Chicago"}))
+    conforms(spec, path, "patch", api.patch(f"/api/campaigns/{campaign.id}",
+                                            json={"timezone": "Mars/Base"}))  # 422
+    conforms(spec, path, "get", api.get(f"/api/campaigns/{campaign.id}"))
+    launch = path + "/launch"
+    conforms(spec, launch, "post", api.post(f"/api/campaigns/{campaign.id}/launch",
+                                            json={"send_at": iso(T0)}))  # 422
+    conforms(spec, launch, "post", api.post(f"/api/campaigns/{campaign.id}/launch", data="{",
+                                            headers={"Content-Type": "application/json"}))
+    launched = api.post(f"/api/campaigns/{campaign.id}/launch")
+    assert launched.status_code == 202
+    conforms(spec, launch, "post", launched)
+    conforms(spec, path, "patch", api.patch(f"/api/campaigns/{campaign.id}",
+                                            json={"name": "x"}))  # 409
+    unschedule = path + "/unschedule"
+    conforms(spec, unschedule, "post", brand.post(f"/api/campaigns/{campaign.id}/unschedule"))
+    conforms(spec, unschedule, "post", api.post(f"/api/campaigns/{campaign.id}/unschedule"))
+    conforms(spec, unschedule, "post", api.post(f"/api/campaigns/{campaign.id}/unschedule"))
+
+    test = path + "/test-send"
+    with configured(app, OUTBOX_DIR=str(tmp_path)):
+        sent = api.post(f"/api/campaigns/{campaign.id}/test-send")
+        assert sent.status_code == 202
+        conforms(spec, test, "post", sent)
+        conforms(spec, test, "post", brand.post(f"/api/campaigns/{campaign.id}/test-send",
+                                                json={"step": 0}))
+        conforms(spec, test, "post", api.post(f"/api/campaigns/{campaign.id}/test-send",
+                                              json={"step": 9}))  # 422
+        conforms(spec, test, "post", world["other"].post(
+            f"/api/campaigns/{campaign.id}/test-send"))  # 404
+        conforms(spec, test, "post", api.post(f"/api/campaigns/{campaign.id}/test-send",
+                                              data="[", content_type="application/json"))
+        with configured(app, DELIVERY_BACKEND="smtp", SMTP_HOST="127.0.0.1",
+                        SMTP_PORT=str(free_port())):
+            failed = api.post(f"/api/campaigns/{campaign.id}/test-send")
+        assert failed.status_code == 502
+        conforms(spec, test, "post", failed)
+        for _ in range(testsend.LIMIT_PER_HOUR):
+            api.post(f"/api/campaigns/{campaign.id}/test-send", json={"step": 0})
+        limited = api.post(f"/api/campaigns/{campaign.id}/test-send")
+        assert limited.status_code == 429
+        conforms(spec, test, "post", limited)
+
+    journey = make_journey(quick_send=True)
+    quick = api.post("/api/quick-sends", json={
+        "journey_id": journey.id, "contact_ids": [make_contact(world["partner"]).id],
+        "send_at": iso(T0 + timedelta(hours=1)), "timezone": "Europe/Oslo"})
+    assert quick.status_code == 202, quick.json
+    assert quick.json["send_at"] == "2030-03-04T11:00:00+01:00"
+    conforms(spec, "/api/quick-sends", "post", quick)
