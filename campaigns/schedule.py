@@ -95,11 +95,11 @@ def local_send_at(day: Any, clock_time: Any, zone: str) -> str:
     """
     problems: dict[str, str] = {}
     try:
-        parsed_day = date.fromisoformat(str(day or "").strip()[:10])
+        parsed_day = date.fromisoformat(str(day or "").strip())
     except ValueError:
         problems["date"] = _("choose a date")
     try:
-        parsed_time = time.fromisoformat(str(clock_time or "").strip()[:8])
+        parsed_time = time.fromisoformat(str(clock_time or "").strip())
     except ValueError:
         problems["time"] = _("choose a time")
     if problems:
