@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from campaigns import schedule
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
 from campaigns.states import allowed, apply
 from campaigns.suppression import add_suppressions
@@ -112,15 +113,23 @@ def _step_plan(journey_id: int) -> list[tuple[int | None, float]]:
     return cache[journey_id]
 
 
+def _start_due(now: datetime) -> object:
+    """A scheduled campaign may start once its starts_at has come (NULL: at once)."""
+    return and_(Campaign.status == "scheduled",
+                or_(Campaign.starts_at.is_(None), Campaign.starts_at <= now))
+
+
 def start_scheduled_campaigns(limit: int = 5) -> int:
-    """Start campaigns launched or approved since the last tick; return how many started.
+    """Start scheduled campaigns whose start time has come; return how many started.
 
     Launch and approve only move a campaign to `scheduled`, so the request answers at once;
     queuing step 0 for every member (one INSERT ... SELECT, seconds for 100k members) is the
-    scheduler's job. Each campaign starts in its own transaction, a few per tick so due mail
-    keeps flowing; one that cannot start is cancelled with the reason, never retried forever.
+    scheduler's job. A campaign with a send time waits in `scheduled` until its `starts_at`:
+    the database says when, so a restarted scheduler or worker cannot send early. Each
+    campaign starts in its own transaction, a few per tick so due mail keeps flowing; one
+    that cannot start is cancelled with the reason, never retried forever.
     """
-    ids = db.session.scalars(select(Campaign.id).where(Campaign.status == "scheduled")
+    ids = db.session.scalars(select(Campaign.id).where(_start_due(clock.now()))
                              .order_by(Campaign.id).limit(limit)).all()
     db.session.rollback()
     started = 0
@@ -150,10 +159,14 @@ def schedule_campaign(campaign_id: int) -> int:
     """Move a scheduled campaign to running and queue step 0 for every member; return count.
 
     No commit: the caller commits, so the status and the first sends become visible together.
-    A campaign another scheduler holds or has already started is skipped (returns 0).
+    A campaign another scheduler (or a request rescheduling it) holds, has already started or
+    whose start time has not come (it was rescheduled meanwhile) is skipped (returns 0).
+    Step 0 is due at the send time (or now, if that has passed); per recipient, at each
+    contact's own local time (`_localize_first_step`).
     """
+    now = clock.now()
     campaign = db.session.execute(
-        select(Campaign).where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+        select(Campaign).where(Campaign.id == campaign_id, _start_due(now))
         .with_for_update(skip_locked=True)
     ).scalar_one_or_none()
     if campaign is None:
@@ -161,11 +174,12 @@ def schedule_campaign(campaign_id: int) -> int:
     steps = _steps(campaign.journey_id)
     if not steps or steps[0].template_version_id is None:
         raise StateError("The campaign's journey has no published first step.")
-    now = clock.now()
     apply(campaign, "start")
     if campaign.launched_at is None:
         campaign.launched_at = now
     first = steps[0]
+    first_delay = timedelta(hours=float(first.delay_hours or 0))
+    base = max(now, campaign.send_at or now)
     rows = (
         select(
             literal(campaign.id),
@@ -176,7 +190,7 @@ def schedule_campaign(campaign_id: int) -> int:
             literal(first.template_version_id),
             Contact.email,
             literal("queued"),
-            literal(now + timedelta(hours=float(first.delay_hours or 0))),
+            literal(base + first_delay),
             literal(0),
             literal(""),
             literal(""),
@@ -198,8 +212,42 @@ def schedule_campaign(campaign_id: int) -> int:
         inserted = db.session.execute(
             select(func.count()).select_from(Send).where(Send.campaign_id == campaign.id)
         ).scalar_one()
+    if campaign.recipient_timezone and campaign.send_at is not None:
+        _localize_first_step(campaign, now, first_delay)
     log.info("campaign %s running: %s step-0 sends queued", campaign.id, inserted)
     return inserted
+
+
+def _localize_first_step(campaign: Campaign, now: datetime, delay: timedelta) -> int:
+    """Make each step-0 row due at send_at's wall-clock time in its contact's zone.
+
+    Contacts whose attribute `timezone` is a known IANA name get their own local time (or
+    now, if it has passed there); the others keep the campaign's send_at. Returns how many
+    rows moved. One UPDATE per zone and chunk of contacts.
+    """
+    assert campaign.send_at is not None
+    zone_of = db.session.execute(
+        select(Contact.id, Contact.attributes["timezone"].as_string())
+        .join(CampaignMember, CampaignMember.contact_id == Contact.id)
+        .where(CampaignMember.campaign_id == campaign.id)
+    ).all()
+    by_zone: dict[str, list[int]] = defaultdict(list)
+    for contact_id, zone in zone_of:
+        if schedule.is_zone(zone) and zone != campaign.timezone:
+            by_zone[zone].append(contact_id)
+    moved = 0
+    for zone, contact_ids in by_zone.items():
+        due = max(now, schedule.recipient_due(campaign.send_at, campaign.timezone, zone)) + delay
+        for start in range(0, len(contact_ids), 1000):
+            result = db.session.execute(
+                update(Send)
+                .where(Send.campaign_id == campaign.id, Send.step_index == 0,
+                       Send.status == "queued",
+                       Send.contact_id.in_(contact_ids[start:start + 1000]))
+                .values(due_at=due)
+            )
+            moved += result.rowcount or 0
+    return moved
 
 
 def cancel_campaign_sends(campaign_id: int) -> int:

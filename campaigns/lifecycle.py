@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from accounts.models import Partner, User
-from campaigns import ledger
+from campaigns import ledger, schedule
 from campaigns.members import member_count, stage_members
 from campaigns.models import Campaign, CampaignMember
 from campaigns.states import allowed, apply, require_editable
@@ -27,12 +27,16 @@ from campaigns.values import (
 from core import clock
 from core.db import db
 from core.errors import StateError, ValidationError
+from core.i18n import _
 from journeys import states as journey_states
 from journeys.models import Journey
 
-CAMPAIGN_FIELDS = frozenset({"journey_id", "name", "slot_values", "sender"})
+# When it goes out (campaigns.schedule); changeable until the campaign starts.
+SCHEDULE_FIELDS = frozenset({"send_at", "timezone", "recipient_timezone"})
+CONTENT_FIELDS = frozenset({"name", "slot_values", "sender"})
+CAMPAIGN_FIELDS = frozenset({"journey_id", "name", "slot_values", "sender"}) | SCHEDULE_FIELDS
 QUICK_SEND_FIELDS = frozenset({"journey_id", "contact_ids", "slot_values", "sender", "overrides",
-                               "name"})
+                               "name"}) | SCHEDULE_FIELDS
 
 
 def _unknown_fields(data: dict, allowed: frozenset[str]) -> dict[str, str]:
@@ -69,7 +73,9 @@ def _create_campaign(partner: Partner, user: User, data: dict, *, kind: str,
     values = clean_campaign_values(data.get("slot_values"), versions)
     campaign = Campaign(partner_id=partner.id, journey_id=journey.id, created_by=user.id,
                         name=name.strip()[:200], kind=kind, status="draft", slot_values=values,
-                        sender_name=sender_name, sender_reply_to=reply_to, status_reason="")
+                        sender_name=sender_name, sender_reply_to=reply_to, status_reason="",
+                        recipient_timezone=False)
+    _set_schedule(campaign, data)
     db.session.add(campaign)
     db.session.flush()
     return campaign
@@ -82,13 +88,73 @@ def create_campaign(partner: Partner, user: User, data: dict) -> Campaign:
     return campaign
 
 
+def _set_schedule(campaign: Campaign, data: dict) -> None:
+    """Apply the schedule fields present in `data` (send_at, timezone, recipient_timezone).
+
+    Every problem is reported at once (422) and nothing is changed. `send_at: null` clears
+    the schedule (send as soon as launched or approved). `timezone` alone keeps the instant
+    and changes the zone it is shown in (and, per recipient, whose wall-clock time is meant).
+    """
+    if not SCHEDULE_FIELDS & data.keys():
+        return
+    problems: dict[str, str] = {}
+    zone = campaign.timezone
+    if "timezone" in data:
+        try:
+            zone = None if data["timezone"] is None else schedule.clean_timezone(data["timezone"])
+        except ValidationError as err:
+            problems.update(err.fields)
+    send_at = campaign.send_at
+    if "send_at" in data:
+        try:
+            send_at = None if data["send_at"] is None else schedule.parse_send_at(
+                data["send_at"], clock.now())
+        except ValidationError as err:
+            problems.update(err.fields)
+    per_recipient = campaign.recipient_timezone
+    if "recipient_timezone" in data:
+        if isinstance(data["recipient_timezone"], bool):
+            per_recipient = data["recipient_timezone"]
+        else:
+            problems["recipient_timezone"] = _("must be true or false")
+    if problems:
+        raise ValidationError(_("The schedule is invalid."), problems)
+    if send_at is not None and zone is None:
+        zone = "UTC"
+    campaign.send_at, campaign.timezone = send_at, zone
+    campaign.recipient_timezone = bool(per_recipient)
+    campaign.starts_at = schedule.start_instant(send_at, zone, campaign.recipient_timezone)
+
+
+def _lock(campaign: Campaign) -> None:
+    """Re-read the campaign under a row lock: the scheduler may have started it meanwhile."""
+    if campaign in db.session:
+        db.session.refresh(campaign, with_for_update=True)
+
+
 def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
-    """Change a draft (or rejected) campaign's name, slot values or sender; rejected -> draft."""
-    require_editable(campaign)
-    problems = _unknown_fields(data, frozenset({"name", "slot_values", "sender"}))
+    """Change a campaign's content (draft or rejected; rejected -> draft) or its send time.
+
+    The send time (`send_at`, `timezone`, `recipient_timezone`) may change until the campaign
+    starts: in draft, rejected, pending_approval and scheduled (the action `reschedule`).
+    Content is frozen from launch on: a scheduled or pending campaign must be taken back to
+    draft first (`unschedule_campaign`).
+    """
+    problems = _unknown_fields(data, CONTENT_FIELDS | SCHEDULE_FIELDS)
     if problems:
         raise ValidationError("Only slot values can be personalized.", problems,
                               code="locked_content")
+    _lock(campaign)
+    content, timing = CONTENT_FIELDS & data.keys(), SCHEDULE_FIELDS & data.keys()
+    if content and allowed(campaign, "unschedule"):
+        raise StateError(_("Its content is locked while it waits to go out. Move it back to "
+                           "draft first, change it, then launch it again."),
+                         fields={"status": campaign.status})
+    if content or not timing:
+        require_editable(campaign)
+    if timing and not allowed(campaign, "reschedule"):
+        raise StateError(_("It has already started; its send time can no longer change."),
+                         fields={"status": campaign.status})
     partner = db.session.get(Partner, campaign.partner_id)
     journey = db.session.get(Journey, campaign.journey_id)
     versions = campaign_versions(campaign, journey)
@@ -103,8 +169,25 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
                 or CONTROL.search(name):
             raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
         campaign.name = name.strip()
-    if allowed(campaign, "edit"):
+    if timing:
+        _set_schedule(campaign, data)
+        apply(campaign, "reschedule")
+    if content and allowed(campaign, "edit"):
         apply(campaign, "edit", "edited after rejection")
+    db.session.commit()
+    return campaign
+
+
+def unschedule_campaign(campaign: Campaign) -> Campaign:
+    """Take a scheduled (not yet started) or pending campaign back to draft to change it.
+
+    It keeps its send time; launching it again schedules it again, through approval when the
+    journey requires it (an earlier approval no longer holds for changed content).
+    """
+    _lock(campaign)
+    apply(campaign, "unschedule", _("back to draft"))
+    campaign.launched_at = None
+    campaign.approved_by = None
     db.session.commit()
     return campaign
 
@@ -137,6 +220,10 @@ def _launch(campaign: Campaign) -> str:
     if not allowed(campaign, "schedule"):
         raise StateError(f"Only a draft campaign can be launched; this one is {campaign.status}.",
                          fields={"status": campaign.status})
+    if campaign.send_at is not None and campaign.send_at <= clock.now():
+        raise ValidationError(_("The scheduled time has passed."), {
+            "send_at": _("is in the past; choose a later time, or clear it to send as soon as "
+                         "the campaign is launched")})
     if member_count(campaign.id) == 0:
         raise StateError("Add at least one contact before launching.",
                          fields={"members": "none"})
@@ -147,22 +234,38 @@ def _launch(campaign: Campaign) -> str:
         apply(campaign, "submit")
         db.session.flush()
         return campaign.status
-    # The scheduler queues the first step on its next tick (ledger.start_scheduled_campaigns):
-    # a launch answers at once however many members the campaign has.
+    # The scheduler queues the first step on its first tick at or after the campaign's
+    # starts_at (ledger.start_scheduled_campaigns): a launch answers at once however many
+    # members the campaign has, and nothing starts before its send time.
     apply(campaign, "schedule")
     campaign.launched_at = clock.now()
     return campaign.status
 
 
-def launch_campaign(campaign: Campaign) -> str:
-    """Launch a draft: to approval if the journey requires it, else scheduled at once."""
+def launch_campaign(campaign: Campaign, data: dict | None = None) -> str:
+    """Launch a draft: to approval if the journey requires it, else scheduled.
+
+    `data` may set the send time in the same step (send_at, timezone, recipient_timezone);
+    without a send_at the campaign starts on the scheduler's next tick.
+    """
+    data = data or {}
+    problems = _unknown_fields(data, SCHEDULE_FIELDS)
+    if problems:
+        raise ValidationError(_("Only the send time can be given at launch."), problems)
+    _lock(campaign)
+    if data and allowed(campaign, "schedule"):
+        _set_schedule(campaign, data)
     status = _launch(campaign)
     db.session.commit()
     return status
 
 
 def approve_campaign(campaign: Campaign, user: User) -> Campaign:
-    """Approve a pending campaign (brand roles) and schedule it."""
+    """Approve a pending campaign (brand roles) and schedule it.
+
+    It then waits for its send time; approved after that time has passed, it starts at once.
+    """
+    _lock(campaign)
     apply(campaign, "approve")
     campaign.approved_by = user.id
     campaign.launched_at = clock.now()
@@ -198,6 +301,7 @@ def resume_campaign(campaign: Campaign) -> Campaign:
 
 def cancel_campaign(campaign: Campaign, reason: str = "cancelled by user") -> Campaign:
     """Cancel a campaign; its queued and retrying sends are cancelled, sent ones stay."""
+    _lock(campaign)
     launched = campaign.status not in ("draft", "pending_approval", "rejected")
     apply(campaign, "cancel", reason)
     if launched:

@@ -88,6 +88,15 @@ class Campaign(db.Model):
     status_reason: Mapped[str] = mapped_column(Text, default="")  # rejection / pause reason
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     launched_at: Mapped[datetime | None]
+    # Scheduling (campaigns.schedule): send_at is the chosen instant (naive UTC; NULL = as
+    # soon as launched or approved), timezone the IANA zone it was chosen in and is shown
+    # in. With recipient_timezone each recipient's first step is due at send_at's wall-clock
+    # time in the contact's own zone. starts_at is when the scheduler may start the campaign:
+    # send_at, or the earliest of those local times (campaigns.schedule.start_instant).
+    send_at: Mapped[datetime | None]
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    recipient_timezone: Mapped[bool] = mapped_column(default=False)
+    starts_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 
@@ -189,3 +198,31 @@ class ImportChunk(db.Model):
                                         primary_key=True)
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+TEST_SEND_STATUSES = ("sending", "sent", "failed")
+
+
+class TestSend(db.Model):
+    """One "send me a test" request: a campaign's steps mailed to the signed-in user only.
+
+    Not part of the ledger (no `sends` row, no tracking, not in analytics); kept so the rate
+    limit counts requests in the database and the outbox can show a partner its own tests.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+    __tablename__ = "test_sends"
+    __table_args__ = (
+        CheckConstraint(f"status IN {TEST_SEND_STATUSES!r}", name="status_known"),
+        Index("ix_test_sends_campaign_created", "campaign_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    email: Mapped[str] = mapped_column(String(320))  # the signed-in user's own address
+    steps: Mapped[list[int]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(20), default="sending")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -15,7 +15,7 @@ from accounts.auth import (
     visible_recipient,
 )
 from accounts.models import Partner
-from campaigns import contacts, lifecycle, members, messages
+from campaigns import contacts, lifecycle, members, messages, schedule, testsend
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
 from campaigns.sending import preview_campaign
@@ -123,6 +123,10 @@ def campaign_json(campaign: Campaign, *, detail: bool = False) -> dict:
         "created_by": campaign.created_by, "approved_by": campaign.approved_by,
         "launched_at": campaign.launched_at.isoformat() if campaign.launched_at else None,
         "created_at": campaign.created_at.isoformat(),
+        # The send time in the partner's zone, with its offset (campaigns.schedule).
+        "send_at": schedule.send_at_json(campaign.send_at, campaign.timezone),
+        "timezone": campaign.timezone,
+        "recipient_timezone": campaign.recipient_timezone,
     }
     if detail:
         out["members"] = members.member_count(campaign.id)
@@ -199,12 +203,48 @@ def preview(campaign_id: int):
                     "locked_region_problems": list(shown.locked_region_problems)})
 
 
+def _optional_body() -> dict:
+    """Return the JSON object body, or {} when the request has none."""
+    return json_body() if request.get_data(cache=True) else {}
+
+
 @bp.post("/api/campaigns/<int:campaign_id>/launch")
 @require_roles(*PARTNER)
 def launch(campaign_id: int):
     campaign = _campaign(campaign_id)
-    status = lifecycle.launch_campaign(campaign)  # "scheduled" or "pending_approval"
-    return jsonify({"id": campaign.id, "status": status}), 202
+    # "scheduled" or "pending_approval"; the body may set the send time in the same step.
+    status = lifecycle.launch_campaign(campaign, _optional_body())
+    return jsonify({"id": campaign.id, "status": status,
+                    "send_at": schedule.send_at_json(campaign.send_at, campaign.timezone)}), 202
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/unschedule")
+@require_roles(*PARTNER)
+def unschedule(campaign_id: int):
+    return jsonify(campaign_json(lifecycle.unschedule_campaign(_campaign(campaign_id)),
+                                 detail=True))
+
+
+@bp.post("/api/campaigns/<int:campaign_id>/test-send")
+@require_roles(*ANY)
+def test_send(campaign_id: int):
+    campaign = _campaign(campaign_id)
+    data = _optional_body()
+    unknown = set(data) - {"step", "contact_id"}
+    if unknown:
+        raise ValidationError(_("A test send takes only step and contact_id."),
+                              {str(k)[:100]: _("is not a test send field") for k in unknown})
+    contact = None  # the sample contact
+    if data.get("contact_id") is not None:
+        contact_id = data["contact_id"]
+        if isinstance(contact_id, bool) or not isinstance(contact_id, int) \
+                or not 0 < contact_id < 2**63:
+            raise ValidationError(_("A test send is invalid."),
+                                  {"contact_id": _("must be a contact id (a whole number)")})
+        contact = visible_recipient(contacts.get_contact(contact_id), campaign.partner_id)
+    record = testsend.send_test(campaign, current_user(), config=current_app.config,
+                                step=data.get("step"), contact=contact)
+    return jsonify(testsend.json_of(record)), 202
 
 
 @bp.post("/api/campaigns/<int:campaign_id>/approve")
@@ -257,7 +297,9 @@ def cancel(campaign_id: int):
 @require_roles(*PARTNER)
 def quick_send():
     campaign, result = lifecycle.quick_send(_partner(), current_user(), json_body())
-    return jsonify({"campaign_id": campaign.id, "status": campaign.status, **result}), 202
+    return jsonify({"campaign_id": campaign.id, "status": campaign.status,
+                    "send_at": schedule.send_at_json(campaign.send_at, campaign.timezone),
+                    **result}), 202
 
 
 # -------------------------------------------------------------------------------------- messages

@@ -34,6 +34,14 @@ ACTIONS: dict[str, dict[str, str]] = {
     "resume": {"paused": "running"},
     "complete": {"running": "completed"},
     "cancel": {**{status: "cancelled" for status in _ACTIVE}, "cancelled": "cancelled"},
+    # Scheduling (campaigns.schedule). The send time (send_at, timezone) may change until the
+    # campaign starts, in place: it is not content, so an approval still holds. Content
+    # (slot values, sender, members) is frozen once launched: to change it, `unschedule`
+    # takes a scheduled or pending campaign back to draft, and it must be launched (and, if
+    # the journey says so, approved) again.
+    "reschedule": {status: status for status in ("draft", "rejected", "pending_approval",
+                                                 "scheduled")},
+    "unschedule": {"scheduled": "draft", "pending_approval": "draft"},
 }
 
 # Statuses in which the partner may still change slot values, sender and members.

@@ -54,6 +54,16 @@ class ValidationError(DomainError):
     status, code = 422, "invalid"
 
 
+class RateLimited(DomainError):
+    status, code = 429, "rate_limited"
+
+
+class DeliveryFailed(DomainError):
+    """The mail server (or provider) did not take a message sent while the caller waits."""
+
+    status, code = 502, "delivery_failed"
+
+
 class SlotError(ValidationError):
     code = "invalid_slots"
 

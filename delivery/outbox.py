@@ -19,17 +19,29 @@ from delivery.base import SENT, TRANSIENT, DeliveryResult, OutgoingMessage, fail
 
 _ID = re.compile(r"[\w.-]+", re.ASCII)
 _SEND_ID = re.compile(rb"(?:^|\n)x-lastmile-send-id:[ \t]*(\d+)", re.IGNORECASE)
+# A test message (campaigns.testsend) is filed as <stamp>-t<test id>: it has no send row.
+_TEST_SEND = re.compile(rb"(?:^|\n)x-lastmile-test-send:[ \t]*(\d+)", re.IGNORECASE)
 # Headers of a stored message are read from this many leading bytes only.
 _HEAD_BYTES = 64 * 1024
 
 
 def store_eml(directory: str | os.PathLike[str], data: bytes, send_id: int | None = None) -> str:
-    """Write data atomically as <directory>/<utc-timestamp>-<send_id>.eml; return the id."""
+    """Write data atomically as <directory>/<utc-timestamp>-<send_id>.eml; return the id.
+
+    A test message is written as <utc-timestamp>-t<test send id>.eml instead.
+    """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    if send_id is None:
-        match = _SEND_ID.search(data[:_HEAD_BYTES])
-        send_id = int(match.group(1)) if match else 0
+    head = data[:_HEAD_BYTES]
+    end = head.find(b"\r\n\r\n")
+    test = _TEST_SEND.search(head if end < 0 else head[:end])  # headers only, never the body
+    if test:
+        tag = f"t{int(test.group(1))}"
+    else:
+        if send_id is None:
+            match = _SEND_ID.search(head)
+            send_id = int(match.group(1)) if match else 0
+        tag = str(int(send_id))
     stamp = clock.now().strftime("%Y%m%dT%H%M%S%fZ")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
     try:
@@ -39,7 +51,7 @@ def store_eml(directory: str | os.PathLike[str], data: bytes, send_id: int | Non
             os.fsync(handle.fileno())
         # os.link never overwrites: a name already taken (same instant, same send) gets a suffix.
         for attempt in range(1000):
-            stem = f"{stamp}-{int(send_id)}" + (f"-{attempt}" if attempt else "")
+            stem = f"{stamp}-{tag}" + (f"-{attempt}" if attempt else "")
             try:
                 os.link(tmp, folder / f"{stem}.eml")
             except FileExistsError:
@@ -120,20 +132,34 @@ def send_id_of(message_id: str) -> int | None:
     return int(parts[1]) or None
 
 
+def id_of_test_send(message_id: str) -> int | None:
+    """Return the test send id an outbox id was stored under (`<stamp>-t<id>[-n]`), if any."""
+    parts = message_id.split("-")
+    if len(parts) < 2 or not parts[1].startswith("t") or not parts[1][1:].isdigit():
+        return None
+    return int(parts[1][1:]) or None
+
+
 def list_outbox(
     directory: str | os.PathLike[str], page: int = 1, per_page: int = 50,
     only: Callable[[set[int]], set[int]] | None = None,
+    only_tests: Callable[[set[int]], set[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one page (1-based) of stored messages, newest first.
 
     `only`, given the send ids present, returns those the caller may see; others are left out.
+    With `only`, test messages are left out too unless `only_tests`, given the test send ids
+    present, returns them.
     """
     page = max(1, int(page))
     per_page = max(1, int(per_page))
     stems = _stems(directory)
     if only is not None:
         allowed = only({i for i in map(send_id_of, stems) if i is not None})
-        stems = [stem for stem in stems if send_id_of(stem) in allowed]
+        tests = {i for i in map(id_of_test_send, stems) if i is not None}
+        allowed_tests = only_tests(tests) if only_tests is not None and tests else set()
+        stems = [stem for stem in stems
+                 if send_id_of(stem) in allowed or id_of_test_send(stem) in allowed_tests]
     stems = stems[(page - 1) * per_page : page * per_page]
     items: list[dict[str, Any]] = []
     for stem in stems:

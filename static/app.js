@@ -142,6 +142,15 @@
     tick();
   });
 
+  /* Time zone selects without a chosen zone start at the browser's own zone. */
+  document.querySelectorAll("select[data-browser-zone]").forEach(function (select) {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    for (var i = 0; i < select.options.length; i++) {
+      if (select.options[i].value === zone) { select.value = zone; break; }
+    }
+  });
+
   /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */
   if (window.Chart) {
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {

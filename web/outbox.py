@@ -11,10 +11,10 @@ from flask import abort, current_app, render_template
 from sqlalchemy import select
 
 from accounts.auth import ANY, partner_scope, require_roles
-from campaigns.models import Send
+from campaigns.models import Send, TestSend
 from core.db import db
 from core.validate import MAX_PAGE, int_arg
-from delivery.outbox import list_outbox, read_outbox, send_id_of
+from delivery.outbox import id_of_test_send, list_outbox, read_outbox, send_id_of
 from web.base import bp, preview_response
 
 PER_PAGE = 50
@@ -45,12 +45,27 @@ def _visible_sends(send_ids: set[int]) -> set[int]:
     return mine
 
 
+def _visible_tests(test_ids: set[int]) -> set[int]:
+    """Return the test sends (campaigns.testsend) the caller may see: a partner, its own."""
+    scope = partner_scope()
+    if scope is None:
+        return test_ids
+    ids, mine = sorted(test_ids), set()
+    for start in range(0, len(ids), 1000):
+        mine.update(db.session.scalars(select(TestSend.id).where(
+            TestSend.id.in_(ids[start:start + 1000]), TestSend.partner_id == scope)))
+    return mine
+
+
 def _message(message_id: str) -> EmailMessage:
     if not outbox_enabled():
         abort(404)
-    send_id = send_id_of(message_id)
-    # A partner sees only mail of its own sends; anything else answers 404 like a missing id.
-    if partner_scope() is not None and (send_id is None or not _visible_sends({send_id})):
+    send_id, test_id = send_id_of(message_id), id_of_test_send(message_id)
+    # A partner sees only mail of its own sends and tests; anything else answers 404 like a
+    # missing id.
+    if partner_scope() is not None and not (
+            (send_id is not None and _visible_sends({send_id}))
+            or (test_id is not None and _visible_tests({test_id}))):
         abort(404)
     raw = read_outbox(current_app.config["OUTBOX_DIR"], message_id)
     if raw is None:
@@ -65,7 +80,7 @@ def outbox():
         abort(404)
     page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
     items = list_outbox(current_app.config["OUTBOX_DIR"], page, PER_PAGE + 1,
-                        only=_visible_sends)
+                        only=_visible_sends, only_tests=_visible_tests)
     return render_template("web/outbox.html", items=items[:PER_PAGE], page=page,
                            more=len(items) > PER_PAGE)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from babel.dates import format_datetime
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import get_locale
 
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
 from campaigns import contacts as contacts_service
 from campaigns import contacts_import as imports
-from campaigns import lifecycle, members, messages, suppression, values
+from campaigns import lifecycle, members, messages, schedule, suppression, testsend, values
 from campaigns.models import Campaign, ImportJob
 from campaigns.sending import preview_campaign
+from core import clock
 from core.db import db
 from core.errors import DomainError
-from core.i18n import _
+from core.i18n import _, lazy_gettext, ngettext
 from core.validate import MAX_PAGE, int_arg
 from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
@@ -278,7 +281,28 @@ def _recipients(campaign: Campaign) -> dict:
     return analytics.campaign_recipients(campaign, page, 100)
 
 
-def _campaign_page(campaign: Campaign, *, added: dict | None = None) -> str:
+def send_time_words(send_at, zone: str | None) -> str:
+    """Say a send time the way a person reads it: "Tue 8 Dec, 9:00 America/Chicago"."""
+    local = schedule.to_local(send_at, zone)
+    pattern = "EEE d MMM, H:mm" if local.year == schedule.to_local(clock.now(), zone).year \
+        else "EEE d MMM y, H:mm"
+    return f"{format_datetime(local, pattern, locale=get_locale())} {zone or 'UTC'}"
+
+
+def _schedule_form(campaign: Campaign) -> dict:
+    """The schedule form's values: the campaign's send time in its zone, if it has one."""
+    if campaign.send_at is None:
+        return {"date": "", "time": "09:00", "timezone": campaign.timezone or "",
+                "recipient_timezone": campaign.recipient_timezone}
+    local = schedule.to_local(campaign.send_at, campaign.timezone)
+    return {"date": local.date().isoformat(), "time": local.strftime("%H:%M"),
+            "timezone": campaign.timezone or "UTC",
+            "recipient_timezone": campaign.recipient_timezone}
+
+
+def _campaign_page(campaign: Campaign, *, added: dict | None = None,
+                   schedule_form: dict | None = None, schedule_errors: dict | None = None,
+                   confirming: dict | None = None, status: int = 200):
     journey = journeys.get_journey(campaign.journey_id)
     owner_view = not me().is_brand
     contact_rows, contacts_total = [], 0
@@ -295,23 +319,129 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None) -> str:
             excluded.append({"contact": contact if contact and contact.partner_id ==
                              campaign.partner_id else None, "id": row["contact_id"],
                              "reason": row["reason"]})
+    member_total = members.member_count(campaign.id)
+    last_test = testsend.last_test(campaign)
     return render_template(
         "web/campaign.html", campaign=campaign, journey=journey,
         counts=messages.message_counts(campaign.id),
-        members=members.member_count(campaign.id), steps=lifecycle.step_count(campaign),
+        members=member_total, steps=lifecycle.step_count(campaign),
+        send_time=send_time_words(campaign.send_at, campaign.timezone)
+        if campaign.send_at else None,
+        schedule_form=schedule_form or _schedule_form(campaign),
+        schedule_errors=schedule_errors or {}, confirming=confirming,
+        zones=schedule.sorted_zones(), last_test=last_test,
+        last_test_when=send_time_words(last_test.created_at, campaign.timezone)
+        if last_test else None,
+        test_limit=testsend.LIMIT_PER_HOUR,
         # Only the owning partner sees per-recipient rows; brand roles see the aggregates.
         recipients=_recipients(campaign) if owner_view else None,
         contacts=contact_rows, contacts_total=contacts_total, q=q, added=added,
         excluded=excluded,
         preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0]
         if owner_view else [],
-    )
+    ), status
 
 
 @bp.get("/partner/campaigns/<int:campaign_id>")
 @require_roles(*ANY)
 def campaign(campaign_id: int):
-    return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))
+    return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))[0]
+
+
+def _confirmation(campaign: Campaign, count: int, send_at: str | None, zone: str,
+                  per_recipient: bool) -> dict:
+    """The question the partner answers before a campaign is launched or its time moved."""
+    approval = campaign.status == "draft" and journeys.get_journey(
+        campaign.journey_id).requires_approval
+    when = send_time_words(schedule.parse_send_at(send_at, clock.now()), zone) \
+        if send_at else None
+    if approval:
+        question = _("Submit for approval?")
+        then = (ngettext("Once the brand approves it, it goes to %(num)d client at %(when)s, "
+                         "or straight away if the approval comes after that time.",
+                         "Once the brand approves it, it goes to %(num)d clients at "
+                         "%(when)s, or straight away if the approval comes after that time.",
+                         count, when=when) if when else
+                ngettext("Once the brand approves it, it goes to %(num)d client straight "
+                         "away.", "Once the brand approves it, it goes to %(num)d clients "
+                         "straight away.", count))
+        answer = _("Yes, submit for approval")
+    elif when:
+        question = ngettext("Send to %(num)d client at %(when)s?",
+                            "Send to %(num)d clients at %(when)s?", count, when=when)
+        then = _("Until then you can change the time, or cancel.")
+        answer = _("Yes, schedule it") if campaign.status == "draft" else _("Yes, change it")
+    else:
+        question = ngettext("Send to %(num)d client now?", "Send to %(num)d clients now?",
+                            count)
+        then = _("The first messages go out within a minute; this cannot be undone.")
+        answer = _("Yes, send now")
+    if when and per_recipient:
+        then += " " + _("Clients whose time zone we know get it at that time of day in their "
+                        "own zone; the others at %(when)s.", when=when)
+    return {"question": question, "then": then, "answer": answer}
+
+
+@bp.post("/partner/campaigns/<int:campaign_id>/schedule")
+@require_roles(*PARTNER)
+def campaign_schedule(campaign_id: int):
+    """Launch with a send time, or move the time of a campaign that has not started.
+
+    Two posts: the first checks the form and asks "Send to 184 clients at ...?", the second
+    (confirm=1) launches or reschedules.
+    """
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
+    form = {"when": request.form.get("when", "now"), "date": request.form.get("date", ""),
+            "time": request.form.get("time", ""),
+            "timezone": request.form.get("timezone", "") or "UTC",
+            "recipient_timezone": request.form.get("recipient_timezone") == "on"}
+    try:
+        send_at = None
+        if form["when"] == "later":
+            send_at = schedule.local_send_at(form["date"], form["time"], form["timezone"])
+            schedule.parse_send_at(send_at, clock.now())  # past or too far: say so now
+        data = {"send_at": send_at, "timezone": form["timezone"] if send_at else None,
+                "recipient_timezone": form["recipient_timezone"] and send_at is not None}
+        if request.form.get("confirm") != "1":
+            confirming = _confirmation(campaign, members.member_count(campaign.id), send_at,
+                                       form["timezone"], data["recipient_timezone"])
+            return _campaign_page(campaign, schedule_form=form, confirming=confirming)[0]
+        if campaign.status == "draft":
+            status = lifecycle.launch_campaign(campaign, data)
+            flash(_("Submitted for the brand's approval.") if status == "pending_approval"
+                  else _("Scheduled for %(when)s.", when=send_time_words(
+                      campaign.send_at, campaign.timezone)) if campaign.send_at
+                  else _("Launched: the first messages are on their way."), "ok")
+        else:
+            lifecycle.update_campaign(campaign, me(), data)
+            flash(_("Now scheduled for %(when)s.", when=send_time_words(
+                campaign.send_at, campaign.timezone)) if campaign.send_at
+                else _("It goes out as soon as possible."), "ok")
+    except DomainError as err:
+        if err.status == 422:
+            return _campaign_page(campaign, schedule_form=form, schedule_errors=err.fields,
+                                  status=422)[0], 422
+        flash(err.message, "error")
+    return redirect(url_for("web.campaign", campaign_id=campaign.id))
+
+
+@bp.post("/partner/campaigns/<int:campaign_id>/test-send")
+@require_roles(*ANY)
+def campaign_test_send(campaign_id: int):
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
+    step = request.form.get("step", "")
+    try:
+        record = testsend.send_test(campaign, me(), config=current_app.config,
+                                    step=int(step) if step.isdigit() else None)
+    except DomainError as err:
+        flash(err.message, "error")
+    else:
+        flash(ngettext("Test sent to %(email)s: %(num)d message, its subject starts with "
+                       "[TEST]. Only you got it.",
+                       "Test sent to %(email)s: %(num)d messages, their subjects start with "
+                       "[TEST]. Only you got them.", len(record.steps), email=record.email),
+              "ok")
+    return redirect(url_for("web.campaign", campaign_id=campaign.id) + "#test-send")
 
 
 @bp.post("/partner/campaigns/<int:campaign_id>/members")
@@ -332,14 +462,18 @@ def campaign_members(campaign_id: int):
     except DomainError as err:
         flash(err.message, "error")
         return redirect(url_for("web.campaign", campaign_id=campaign.id))
-    return _campaign_page(campaign, added=result)
+    return _campaign_page(campaign, added=result)[0]
 
 
 STATE_ACTIONS = {"pause": lifecycle.pause_campaign, "resume": lifecycle.resume_campaign,
-                 "cancel": lifecycle.cancel_campaign}
+                 "cancel": lifecycle.cancel_campaign,
+                 "unschedule": lifecycle.unschedule_campaign}
+STATE_DONE = {"unschedule": lazy_gettext("Back to draft: change what you need, then launch it "
+                                         "again.")}
 
 
-@bp.post("/partner/campaigns/<int:campaign_id>/<any(launch, pause, resume, cancel):action>")
+@bp.post("/partner/campaigns/<int:campaign_id>/"
+         "<any(launch, pause, resume, cancel, unschedule):action>")
 @require_roles(*PARTNER)
 def campaign_action(campaign_id: int, action: str):
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
@@ -350,7 +484,7 @@ def campaign_action(campaign_id: int, action: str):
                   else "Launched: the first messages are on their way.", "ok")
         else:
             STATE_ACTIONS[action](campaign)
-            flash(f"Campaign {campaign.status}.", "ok")
+            flash(str(STATE_DONE.get(action, f"Campaign {campaign.status}.")), "ok")
     except DomainError as err:
         flash(err.message, "error")
     return redirect(url_for("web.campaign", campaign_id=campaign.id))
