@@ -16,7 +16,7 @@ from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
 from core.errors import BadRequest, ValidationError
-from core.i18n import _
+from core.i18n import _, lazy_gettext
 
 DB_INT_MAX = 2**31 - 1  # ids and counts are PostgreSQL `integer` columns
 MAX_PAGE = 1_000_000
@@ -51,23 +51,34 @@ def unstorable_text(value: str) -> bool:
     return False
 
 
+UNSTORABLE = lazy_gettext("must not contain NUL characters or invalid Unicode")
+
+
 def _check_tree(data: Any, check_text: bool) -> None:
-    """Walk parsed JSON without recursion: bounded depth, no unstorable text anywhere."""
-    stack = [(data, 1)]
+    """Walk parsed JSON without recursion: bounded depth, no unstorable text anywhere.
+
+    Unstorable text is a 422 naming where it is (`slot_values.headline`), like any field.
+    """
+    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
     while stack:
-        item, depth = stack.pop()
+        item, depth, where = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise BadRequest(_("The JSON body is nested more than %(n)s levels deep.",
                                n=MAX_JSON_DEPTH))
         if isinstance(item, str):
             if check_text and unstorable_text(item):
-                raise BadRequest(_("Text may not contain NUL characters or invalid Unicode."))
+                raise ValidationError(_("Some fields are invalid."),
+                                      {where or "body": str(UNSTORABLE)})
         elif isinstance(item, dict):
             for key, value in item.items():
-                stack.append((key, depth + 1))
-                stack.append((value, depth + 1))
+                name = f"{where}.{key}" if where else str(key)
+                if check_text and unstorable_text(str(key)):
+                    raise ValidationError(_("Some fields are invalid."),
+                                          {where or "body": str(UNSTORABLE)})
+                stack.append((value, depth + 1, name[:200]))
         elif isinstance(item, list):
-            stack.extend((value, depth + 1) for value in item)
+            stack.extend((value, depth + 1, f"{where}.{i}" if where else str(i))
+                         for i, value in enumerate(item))
 
 
 def parse_json(raw: bytes | str, *, check_text: bool = True) -> Any:

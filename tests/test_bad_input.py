@@ -106,12 +106,13 @@ def test_huge_member_ids_are_422(world):
 
 
 @pytest.mark.parametrize("name", ["Ann\x00", "\ud800", "ok\udfff"])
-def test_nul_and_lone_surrogates_in_json_are_400_and_change_nothing(world, name):
+def test_nul_and_lone_surrogates_in_json_are_422_naming_the_field(world, name):
     before = _count(Contact)
     raw = json.dumps({"email": "new@example.com", "first_name": name, "consent": True})
     response = world["api"].post("/api/contacts", data=raw,
                                  headers={"Content-Type": "application/json"})
-    assert_error(response, 400)
+    assert_error(response, 422)
+    assert "NUL" in response.get_json()["error"]["fields"]["first_name"]
     assert _count(Contact) == before
 
 
@@ -121,7 +122,8 @@ def test_lone_surrogate_in_a_quick_send_slot_value_is_refused(world):
     before = _count(Campaign)
     response = world["api"].post("/api/quick-sends", data=raw,
                                  headers={"Content-Type": "application/json"})
-    assert_error(response, 400)
+    assert_error(response, 422)
+    assert "slot_values.headline" in response.get_json()["error"]["fields"]
     assert _count(Campaign) == before
 
 
