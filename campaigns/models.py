@@ -34,7 +34,12 @@ BigId = BigInteger().with_variant(db.Integer(), "sqlite")
 
 class Contact(db.Model):
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("partner_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("partner_id", "email"),
+        # A brand-wide suppression (unsubscribe, bounce, complaint) finds every partner's
+        # contact with that address to record it in their consent history.
+        Index("ix_contacts_email", "email"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
@@ -61,7 +66,10 @@ class Suppression(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # The plain address; NULL once its contacts were erased (only the hash stays).
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # campaigns.digest.email_digest of the normalized address: every check matches on this.
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
@@ -126,7 +134,8 @@ class Send(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     step_index: Mapped[int]
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    # NULL (and `email` '') once the contact was erased: the row stays for the counts.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     # Denormalized so tracking and analytics need no joins on the hot path.
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
     journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"))
@@ -148,7 +157,7 @@ class Send(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 
     campaign: Mapped[Campaign] = relationship()
-    contact: Mapped[Contact] = relationship()
+    contact: Mapped[Contact | None] = relationship()
 
 
 IMPORT_STATUSES = ("queued", "checking", "importing", "done", "failed")
@@ -189,3 +198,43 @@ class ImportChunk(db.Model):
                                         primary_key=True)
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- contact records: consent history and tags --------------------------------------------
+
+CONSENT_SOURCES = ("form", "import", "api", "unsubscribe", "bounce", "complaint")
+
+
+class ConsentEvent(db.Model):
+    """One change of a contact's consent (or of its mailability): who, when, how, from what.
+
+    `consent` is the consent after the event; NULL for a bounce, which stops mail without
+    changing consent. Erasing the contact deletes its history with it.
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        CheckConstraint(f"source IN {CONSENT_SOURCES!r}", name="source_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                            index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    consent: Mapped[bool | None]
+    source: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(String(500), default="")  # the source, in words
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class ContactTag(db.Model):
+    """One tag of one contact (lower-cased); `?tag=` filters join on (partner_id, tag)."""
+
+    __tablename__ = "contact_tags"
+    __table_args__ = (Index("ix_contact_tags_partner_id_tag", "partner_id", "tag"),)
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))

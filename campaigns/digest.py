@@ -1,0 +1,58 @@
+"""The hashed form of an address that suppression checks match on, in Python and in SQL.
+
+A suppression keeps the SHA-256 of the normalized address (with a fixed, versioned prefix),
+so an erased contact's address can still be recognized when it comes back (a re-import stays
+suppressed) without being stored. Anyone able to run the check can of course test a guessed
+address; the hash only means the list of erased addresses cannot be read back.
+
+`email_digest()` computes it in Python; `EmailDigest(column)` computes the very same value in
+SQL (PostgreSQL's built-in sha256(), and a function registered on every SQLite connection),
+so a join such as `Suppression.email_hash == EmailDigest(Send.email)` stays one query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+from sqlalchemy import String, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+PREFIX = "lastmile-suppression-v1:"
+SQLITE_FUNCTION = "lastmile_email_digest"
+
+
+def email_digest(normalized: str) -> str:
+    """Return the hex SHA-256 of an already normalized address (see contacts.loose_email)."""
+    return hashlib.sha256((PREFIX + normalized).encode("utf-8")).hexdigest()
+
+
+def _sqlite_digest(value: str | None) -> str | None:
+    return None if value is None else email_digest(value)
+
+
+@event.listens_for(Engine, "connect")
+def _register_sqlite_function(dbapi_connection, _record) -> None:  # noqa: ANN001
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function(SQLITE_FUNCTION, 1, _sqlite_digest, deterministic=True)
+
+
+class EmailDigest(FunctionElement):
+    """SQL: the email_digest() of a column holding normalized addresses."""
+
+    type = String(64)
+    name = "email_digest"
+    inherit_cache = True
+
+
+@compiles(EmailDigest)
+def _compile_default(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
+    return f"{SQLITE_FUNCTION}({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(EmailDigest, "postgresql")
+def _compile_postgresql(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
+    argument = compiler.process(element.clauses, **kw)
+    return f"encode(sha256(convert_to('{PREFIX}' || {argument}, 'UTF8')), 'hex')"
