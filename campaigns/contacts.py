@@ -186,13 +186,13 @@ def clean_tags(raw: object) -> list[str]:
         if not isinstance(item, str):
             problems[f"tags.{i}"] = _("must be a string")
             continue
-        tag = " ".join(item.split()).lower()
-        if not tag:
+        tag = re.sub(r"\s+", " ", item).strip().lower()
+        if TAG_FORBIDDEN.search(item):
+            problems[f"tags.{i}"] = _("must not contain commas or control characters")
+        elif not tag:
             problems[f"tags.{i}"] = _("must not be empty")
         elif len(tag) > TAG_MAX:
             problems[f"tags.{i}"] = _("must be at most %(n)s characters", n=TAG_MAX)
-        elif TAG_FORBIDDEN.search(tag):
-            problems[f"tags.{i}"] = _("must not contain commas or control characters")
         elif tag not in tags:
             tags.append(tag)
     if len(tags) > MAX_TAGS:

@@ -30,7 +30,7 @@ def email_digest(normalized: str) -> str:
 
 
 def _sqlite_digest(value: str | None) -> str | None:
-    return None if value is None else email_digest(value)
+    return None if value is None else email_digest(value.lower())
 
 
 @event.listens_for(Engine, "connect")
@@ -40,7 +40,8 @@ def _register_sqlite_function(dbapi_connection, _record) -> None:  # noqa: ANN00
 
 
 class EmailDigest(FunctionElement):
-    """SQL: the email_digest() of a column holding normalized addresses."""
+    """SQL: the email_digest() of a column of addresses (lower-cased first, as normalizing does;
+    stored addresses are normalized already, this only guards rows written around it)."""
 
     type = String(64)
     name = "email_digest"
@@ -55,4 +56,4 @@ def _compile_default(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN0
 @compiles(EmailDigest, "postgresql")
 def _compile_postgresql(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
     argument = compiler.process(element.clauses, **kw)
-    return f"encode(sha256(convert_to('{PREFIX}' || {argument}, 'UTF8')), 'hex')"
+    return f"encode(sha256(convert_to('{PREFIX}' || lower({argument}), 'UTF8')), 'hex')"
