@@ -17,16 +17,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from campaigns.ledger import forget_contact_sends
-from campaigns.models import CampaignMember, ConsentEvent, Contact, ContactTag
-from campaigns.suppression import forget_address
+from campaigns.models import CampaignMember, ConsentEvent, Contact, ContactTag, Send
+from campaigns.suppression import exclusion_reason, forget_address
 from core.db import db
 
 # app.extensions key: a list of callables(send_ids) run inside the erasing transaction.
 ERASURE_EXTENSION = "lastmile.erasure_hooks"
 ErasureHook = Callable[[Sequence[int]], None]
+
+
+def erasure_preview(contact: Contact) -> dict:
+    """Tell what erasing a contact would touch: campaigns, messages, and the status its kept
+    suppression gives the address (None if it has none)."""
+    campaigns = db.session.scalar(select(func.count()).select_from(CampaignMember)
+                                  .where(CampaignMember.contact_id == contact.id)) or 0
+    messages = db.session.scalar(select(func.count()).select_from(Send)
+                                 .where(Send.contact_id == contact.id)) or 0
+    reason = exclusion_reason(contact)
+    status = {"no_consent": None, "manual": "suppressed"}.get(reason or "", reason)
+    return {"campaigns": campaigns, "messages": messages, "suppressed": status}
 
 
 def erase_contact(contact: Contact) -> dict:
