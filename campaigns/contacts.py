@@ -59,6 +59,17 @@ STATUS_REASONS = {
 }
 
 
+def broken_text(value: str) -> bool:
+    """Tell whether text cannot be stored: a NUL character or broken Unicode (a lone surrogate)."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class InvalidEmail(ValueError):
     """An address that cannot be mailed; str() says why."""
 
@@ -108,6 +119,8 @@ def clean_contact_fields(data: dict, *, partial: bool) -> dict:
                 value = ""
             if not isinstance(value, str):
                 problems[name] = "must be a string"
+            elif broken_text(value):
+                problems[name] = _("contains a NUL character or broken Unicode")
             elif len(value.strip()) > NAME_MAX:
                 problems[name] = f"must be at most {NAME_MAX} characters"
             elif CONTROL.search(value) or "\r" in value or "\n" in value:
@@ -141,6 +154,8 @@ def clean_contact_fields(data: dict, *, partial: bool) -> dict:
             note = ""
         if not isinstance(note, str):
             problems["consent_note"] = _("must be a string")
+        elif broken_text(note):
+            problems["consent_note"] = _("contains a NUL character or broken Unicode")
         elif len(note.strip()) > CONSENT_NOTE_MAX:
             problems["consent_note"] = _("must be at most %(n)s characters", n=CONSENT_NOTE_MAX)
         elif CONTROL.search(note) or "\r" in note or "\n" in note:
@@ -165,8 +180,8 @@ def _attribute_problems(attrs: dict) -> dict[str, str]:
             problems[key] = "must be a string"
         elif len(value) > MAX_ATTRIBUTE_VALUE:
             problems[key] = f"must be at most {MAX_ATTRIBUTE_VALUE} characters"
-        elif "\x00" in value:
-            problems[key] = "must not contain NUL characters"
+        elif broken_text(value):
+            problems[key] = "must not contain NUL characters or broken Unicode"
     return problems
 
 
@@ -189,6 +204,8 @@ def clean_tags(raw: object) -> list[str]:
         tag = re.sub(r"\s+", " ", item).strip().lower()
         if TAG_FORBIDDEN.search(item):
             problems[f"tags.{i}"] = _("must not contain commas or control characters")
+        elif broken_text(item):
+            problems[f"tags.{i}"] = _("contains broken Unicode")
         elif not tag:
             problems[f"tags.{i}"] = _("must not be empty")
         elif len(tag) > TAG_MAX:
@@ -279,7 +296,9 @@ def _write_tags(contact: Contact, tags: list[str]) -> None:
 
 
 def get_contact(contact_id: int) -> Contact | None:
-    """Return a contact by id (callers pass it through `visible()`)."""
+    """Return a contact by id (callers pass it through `visible()`); None past the id range."""
+    if not 0 < contact_id < 2**63:
+        return None
     return db.session.get(Contact, contact_id)
 
 
@@ -317,6 +336,10 @@ def search_contacts(partner_id: int, q: str = "", *, tags: Iterable[str] = (),
     status_of = status_column()
     where = [Contact.partner_id == partner_id]
     q = (q or "").strip()
+    if broken_text(q) or len(q) > 320:
+        raise ValidationError(_("The search text is invalid."), {
+            "q": _("must be at most 320 characters, without NUL characters or broken "
+                   "Unicode")})
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(or_(

@@ -54,7 +54,7 @@ def create_contact():
 @require_roles(*PARTNER)
 def list_contacts():
     page, per_page = page_args()
-    tags = contacts.clean_tag_filter(request.args.getlist("tag"))
+    tags = contacts.clean_tag_filter([t for t in request.args.getlist("tag") if t])
     status = request.args.get("status") or None
     if status is not None and status not in contacts.CONTACT_STATUSES:
         raise ValidationError(_("Unknown status filter."), {

@@ -62,6 +62,9 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
 
 
+MAX_PAGE = 1_000_000
+
+
 def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
     """Return (page, per_page) from the query string, 1-based, clamped."""
     try:
@@ -69,4 +72,6 @@ def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
         per_page = min(max_size, max(1, int(request.args.get("per_page", default_size))))
     except ValueError as exc:
         raise BadRequest("page and per_page must be whole numbers.") from exc
+    if page > MAX_PAGE:  # past any real list, and its offset would overflow the database
+        raise BadRequest(f"page must be at most {MAX_PAGE}.")
     return page, per_page

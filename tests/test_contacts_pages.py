@@ -59,6 +59,8 @@ def test_list_shows_status_in_words_tags_and_offers_quick_send_only_when_mailabl
     by_status = text(client.get("/partner/contacts?status=no_consent"))
     assert "nope@example.com" in by_status and "ok@example.com" not in by_status
     assert "No contact matches." in text(client.get("/partner/contacts?q=zzz"))
+    bad = client.get("/partner/contacts?q=%00&page=99999999999999999999")
+    assert bad.status_code == 200 and "This search cannot be used" in text(bad)
     # The quick-send page of a contact who cannot be mailed says why and offers no send.
     page = text(client.get(f"/partner/contacts/{gone.id}/quick-send"))
     assert "This person unsubscribed" in page and "now</button>" not in page
@@ -148,7 +150,7 @@ def test_timeline_on_the_contact_page(client):
     db.session.commit()
     page = text(client.get(f"/partner/contacts/{send.contact_id}"))
     assert "Messages and engagement <small>(1)</small>" in page
-    row = re.search(r'<tr data-message="%d">(.*?)</tr>' % send.id, page).group(1)
+    row = re.search(rf'<tr data-message="{send.id}">(.*?)</tr>', page).group(1)
     assert "step 1" in row and "Sent" in row
     assert "1 by people" in row and "1 by machines" in row
 

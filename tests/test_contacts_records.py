@@ -478,3 +478,36 @@ def test_every_new_endpoint_answers_404_for_a_foreign_id_and_403_for_brand_roles
     conforms(spec, "/api/contacts/{contact_id}", "delete", api.delete(f"/api/contacts/{mine}"))
     conforms(spec, "/api/messages/{message_id}", "get",
              api.get(f"/api/messages/{db.session.scalar(select(Send.id))}"))
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("get", "/api/contacts?page=10000000000000000000", None, 400),
+    ("get", "/api/contacts/{id}/timeline?page=10000000000000000000", None, 400),
+    ("get", "/api/contacts/{id}/consent?per_page=x", None, 400),
+    ("get", "/api/contacts?q=%00", None, 422),
+    ("get", "/api/contacts?tag=%00", None, 422),
+    ("get", "/api/contacts/99999999999999999999999", None, 404),
+    ("get", "/api/contacts/99999999999999999999999/timeline", None, 404),
+    ("delete", "/api/contacts/99999999999999999999999", None, 404),
+    ("patch", "/api/contacts/{id}", {"tags": ["\ud800"]}, 422),
+    ("patch", "/api/contacts/{id}", {"tags": [{"deep": [[[[]]]]}]}, 422),
+    ("patch", "/api/contacts/{id}", {"attributes": {"city": "\ud800"}}, 422),
+    ("patch", "/api/contacts/{id}", {"first_name": "Bo\x00"}, 422),
+    ("patch", "/api/contacts/{id}", {"consent": False, "consent_note": "\udfff"}, 422),
+    ("patch", "/api/contacts/{id}", {"tags": ["x" * 100_000]}, 422),
+])
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(world, method, path, body, status):
+    contact = make_contact(world["a"], email="steady@example.com", first_name="Bo",
+                           attributes={"city": "Oslo"})
+    url = path.replace("{id}", str(contact.id))
+    api = world["api"]
+    response = api.patch(url, json=body) if method == "patch" else getattr(api, method)(url)
+    assert response.status_code == status, response.get_json()
+    assert set(response.get_json()["error"]) == {"code", "message", "fields"}
+    db.session.expire_all()
+    kept = db.session.get(Contact, contact.id)
+    assert (kept.first_name, kept.attributes, kept.consent) == ("Bo", {"city": "Oslo"}, True)
+    assert api.get(f"/api/contacts/{contact.id}").get_json()["tags"] == []

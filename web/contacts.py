@@ -37,7 +37,7 @@ def _contact(contact_id: int) -> Contact:
 
 
 def _page_arg(name: str) -> int:
-    return max(1, request.args.get(name, 1, type=int) or 1)
+    return min(max(1, request.args.get(name, 1, type=int) or 1), 1_000_000)
 
 
 def _quick_journeys():
@@ -63,9 +63,14 @@ def contacts_page(*, errors: dict | None = None, form: dict | None = None, statu
     except DomainError as err:
         tags, filter_error = [], next(iter(err.fields.values()), err.message)
     status_filter = wanted if wanted in contacts_service.CONTACT_STATUSES else None
-    rows, total = contacts_service.search_contacts(partner_id, q, tags=tags,
-                                                   status=status_filter, page=page,
-                                                   per_page=PER_PAGE)
+    try:
+        rows, total = contacts_service.search_contacts(partner_id, q, tags=tags,
+                                                       status=status_filter, page=page,
+                                                       per_page=PER_PAGE)
+    except DomainError as err:
+        q, filter_error = "", next(iter(err.fields.values()), err.message)
+        rows, total = contacts_service.search_contacts(partner_id, "", page=1,
+                                                       per_page=PER_PAGE)
     tag_lists = contacts_service.tags_of(c.id for c, _status in rows)
     return render_template(
         "web/contacts.html", rows=rows, tag_lists=tag_lists, total=total, q=q, tag=tag,

@@ -1,4 +1,4 @@
-"""A partner looks after one client's record in a real browser: edit, consent, engagement, delete."""
+"""A partner looks after a client's record in a real browser: edit, consent, engagement, delete."""
 
 from __future__ import annotations
 
