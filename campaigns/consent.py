@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, String, func, insert, literal, select, update
 
 from accounts.models import User
+from campaigns.digest import email_digest
 from campaigns.models import CONSENT_SOURCES, ConsentEvent, Contact
 from core import clock
 from core.db import db
@@ -60,6 +61,7 @@ def record_consent(contact: Contact, consent: bool | None, source: str, *, detai
 def record_suppressed_addresses(emails: list[str], reason: str, detail: str = "") -> None:
     """Record a suppression in the history of every contact (any partner) with these addresses.
 
+    `emails` are normalized addresses; contacts are found by the hash of theirs (indexed).
     An unsubscribe or a complaint also withdraws those contacts' consent; a bounce leaves it.
     Two statements whatever the number of contacts (no commit).
     """
@@ -67,13 +69,14 @@ def record_suppressed_addresses(emails: list[str], reason: str, detail: str = ""
         return
     source, consent = SUPPRESSION_SOURCES[reason]
     now = clock.now()
+    hashes = [email_digest(e) for e in emails]
     affected = select(Contact.id, Contact.partner_id, literal(consent, Boolean),
                       literal(source, String), literal((detail or "")[:DETAIL_MAX], String),
-                      literal(now)).where(Contact.email.in_(emails))
+                      literal(now)).where(Contact.email_hash.in_(hashes))
     db.session.execute(insert(ConsentEvent).from_select(
         ["contact_id", "partner_id", "consent", "source", "detail", "created_at"], affected))
     if consent is False:
-        db.session.execute(update(Contact).where(Contact.email.in_(emails),
+        db.session.execute(update(Contact).where(Contact.email_hash.in_(hashes),
                                                  Contact.consent.is_(True))
                            .values(consent=False, updated_at=now))
 

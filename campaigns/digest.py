@@ -5,9 +5,13 @@ so an erased contact's address can still be recognized when it comes back (a re-
 suppressed) without being stored. Anyone able to run the check can of course test a guessed
 address; the hash only means the list of erased addresses cannot be read back.
 
-`email_digest()` computes it in Python; `EmailDigest(column)` computes the very same value in
-SQL (PostgreSQL's built-in sha256(), and a function registered on every SQLite connection),
-so a join such as `Suppression.email_hash == EmailDigest(Send.email)` stays one query.
+`email_digest()` computes it in Python; in SQL the function `lastmile_email_digest(text)`
+computes the very same value: on PostgreSQL an IMMUTABLE SQL function over the built-in
+sha256() (created by migration 0008_contacts), on SQLite this Python function registered on
+every connection (a SQLite database written without it, e.g. from the sqlite3 shell, cannot
+insert contacts). `contacts.email_hash` is a column generated from it, and
+`EmailDigest(column)` calls it in a query, so a join such as
+`Suppression.email_hash == EmailDigest(Send.email)` stays one query.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 PREFIX = "lastmile-suppression-v1:"
-SQLITE_FUNCTION = "lastmile_email_digest"
+SQL_FUNCTION = "lastmile_email_digest"
 
 
 def email_digest(normalized: str) -> str:
@@ -36,7 +40,7 @@ def _sqlite_digest(value: str | None) -> str | None:
 @event.listens_for(Engine, "connect")
 def _register_sqlite_function(dbapi_connection, _record) -> None:  # noqa: ANN001
     if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.create_function(SQLITE_FUNCTION, 1, _sqlite_digest, deterministic=True)
+        dbapi_connection.create_function(SQL_FUNCTION, 1, _sqlite_digest, deterministic=True)
 
 
 class EmailDigest(FunctionElement):
@@ -49,11 +53,5 @@ class EmailDigest(FunctionElement):
 
 
 @compiles(EmailDigest)
-def _compile_default(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
-    return f"{SQLITE_FUNCTION}({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(EmailDigest, "postgresql")
-def _compile_postgresql(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
-    argument = compiler.process(element.clauses, **kw)
-    return f"encode(sha256(convert_to('{PREFIX}' || lower({argument}), 'UTF8')), 'hex')"
+def _compile(element: EmailDigest, compiler, **kw) -> str:  # noqa: ANN001
+    return f"{SQL_FUNCTION}({compiler.process(element.clauses, **kw)})"

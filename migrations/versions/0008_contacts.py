@@ -1,10 +1,14 @@
 """Contact records: hashed suppressions, erasable sends, consent history, tags
 
-- suppressions.email_hash: the SHA-256 of the normalized address that every suppression
-  check matches on; suppressions.email becomes nullable (NULL once the contact was erased).
+- lastmile_email_digest(text): the SHA-256 (hex) of a prefixed, lower-cased address; an
+  IMMUTABLE SQL function on PostgreSQL, a Python function registered per connection on SQLite
+  (campaigns.digest).
+- suppressions.email_hash: that hash of the normalized address, which every suppression check
+  matches on; suppressions.email becomes nullable (NULL once the contact was erased).
+- contacts.email_hash: generated (stored) from contacts.email by the database, indexed: a
+  contact's status is a plain join with the suppressions.
 - sends.contact_id becomes nullable: an erased contact's sends stay (counts, rollups) with
   contact_id NULL and email ''.
-- contacts.email gets an index: a brand-wide suppression finds every partner's contact.
 - consent_events: who changed a contact's consent, when, how and from what source.
 - contact_tags: one row per (contact, tag), filtered by (partner_id, tag).
 
@@ -27,33 +31,50 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 PREFIX = "lastmile-suppression-v1:"
 
 
-def _backfill_hashes() -> None:
+FUNCTION = "lastmile_email_digest"
+
+
+def _digest(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return hashlib.sha256((PREFIX + value.lower()).encode("utf-8")).hexdigest()
+
+
+def _create_function() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        bind.execute(sa.text("UPDATE suppressions SET email_hash = "
-                             "encode(sha256(convert_to(:prefix || email, 'UTF8')), 'hex')"),
-                     {"prefix": PREFIX})
-        return
-    rows = bind.execute(sa.text("SELECT id, email FROM suppressions")).all()
-    for row_id, email in rows:
-        digest = hashlib.sha256((PREFIX + email).encode("utf-8")).hexdigest()
-        bind.execute(sa.text("UPDATE suppressions SET email_hash = :h WHERE id = :i"),
-                     {"h": digest, "i": row_id})
+        # IMMUTABLE (true for a UTF8 database) so a generated column may use it.
+        op.execute(
+            f"CREATE OR REPLACE FUNCTION {FUNCTION}(address text) RETURNS text "
+            "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT encode(sha256(convert_to("
+            f"'{PREFIX}' || lower(address), 'UTF8')), 'hex') $$"
+        )
+    elif bind.dialect.name == "sqlite":
+        bind.connection.driver_connection.create_function(FUNCTION, 1, _digest,
+                                                          deterministic=True)
 
 
 def upgrade() -> None:
+    _create_function()
     with op.batch_alter_table("suppressions") as batch_op:
         batch_op.add_column(sa.Column("email_hash", sa.String(length=64), nullable=True))
         batch_op.alter_column("email", existing_type=sa.String(length=320), nullable=True)
-    _backfill_hashes()
+    op.execute("UPDATE suppressions SET email_hash = lastmile_email_digest(email)")
     with op.batch_alter_table("suppressions") as batch_op:
         batch_op.alter_column("email_hash", existing_type=sa.String(length=64), nullable=False)
         batch_op.create_unique_constraint(batch_op.f("uq_suppressions_email_hash"),
                                           ["email_hash"])
     with op.batch_alter_table("sends") as batch_op:
         batch_op.alter_column("contact_id", existing_type=BigId, nullable=True)
+    # SQLite cannot ADD a stored generated column: the batch rebuilds the table instead.
+    with op.batch_alter_table("contacts", recreate="always" if op.get_bind().dialect.name
+                              == "sqlite" else "auto") as batch_op:
+        batch_op.add_column(sa.Column(
+            "email_hash", sa.String(length=64),
+            sa.Computed(f"{FUNCTION}(email)", persisted=True), nullable=True))
     with op.batch_alter_table("contacts") as batch_op:
-        batch_op.create_index("ix_contacts_email", ["email"], unique=False)
+        batch_op.create_index(batch_op.f("ix_contacts_email_hash"), ["email_hash"],
+                              unique=False)
     op.create_table(
         "consent_events",
         sa.Column("id", BigId, nullable=False),
@@ -102,7 +123,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_consent_events_contact_id"))
     op.drop_table("consent_events")
     with op.batch_alter_table("contacts") as batch_op:
-        batch_op.drop_index("ix_contacts_email")
+        batch_op.drop_index(batch_op.f("ix_contacts_email_hash"))
+    with op.batch_alter_table("contacts", recreate="always" if op.get_bind().dialect.name
+                              == "sqlite" else "auto") as batch_op:
+        batch_op.drop_column("email_hash")
     # Sends of erased contacts cannot exist without a contact before this revision: they go
     # (with their events), and the counts of their campaigns shrink accordingly.
     op.execute("DELETE FROM sends WHERE contact_id IS NULL")
@@ -115,3 +139,5 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f("uq_suppressions_email_hash"), type_="unique")
         batch_op.alter_column("email", existing_type=sa.String(length=320), nullable=False)
         batch_op.drop_column("email_hash")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP FUNCTION IF EXISTS {FUNCTION}(text)")
