@@ -194,6 +194,9 @@ def clean_tags(raw: object) -> list[str]:
         return []
     if not isinstance(raw, list):
         raise ValidationError(_("Tags are invalid."), {"tags": _("must be a list of strings")})
+    if len(raw) > 4 * MAX_TAGS:  # far too many even before duplicates are dropped
+        raise ValidationError(_("Tags are invalid."),
+                              {"tags": _("at most %(n)s tags per contact", n=MAX_TAGS)})
     problems: dict[str, str] = {}
     tags: list[str] = []
     for i, item in enumerate(raw):
