@@ -18,6 +18,7 @@ from accounts import cli as accounts_cli
 from accounts import routes as accounts_routes
 from campaigns import cli as campaigns_cli
 from campaigns import routes as campaigns_routes
+from campaigns.erasure import ERASURE_EXTENSION
 from campaigns.ledger import ENGAGEMENT_EXTENSION
 from core import cli as core_cli
 from core import config as core_config
@@ -31,6 +32,7 @@ from tracking import cli as tracking_cli
 from tracking import routes as tracking_routes
 from tracking import wsgi as tracking_wsgi
 from tracking.analytics import human_engagement
+from tracking.services import forget_sends
 from web import apidoc
 from web import routes as web_routes
 
@@ -68,6 +70,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     # Journey conditions in the ledger read the engagement tracking records (see ledger).
     app.extensions[ENGAGEMENT_EXTENSION] = human_engagement
+    # Erasing a contact also strips it from what tracking recorded (see campaigns.erasure).
+    app.extensions[ERASURE_EXTENSION] = [forget_sends]
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     for module in CLI_MODULES:

@@ -31,6 +31,7 @@ from rq import Queue
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy import text as sql
 
+from campaigns.consent import import_origin, record_import_consent
 from campaigns.contacts import (
     ATTRIBUTE_KEY,
     CONTROL,
@@ -271,6 +272,7 @@ def _flush_chunk(partner_id: int, chunk: dict[str, dict], report: ImportReport) 
         db.session.execute(insert(Contact), inserts)
     if updates:
         db.session.execute(update(Contact), updates)
+    record_import_consent(partner_id, inserts, updates, existing)
 
 
 def import_contacts(partner_id: int, stream: IO[bytes], *, checked: bool = False
@@ -504,7 +506,8 @@ def run_import_job(job_id: int) -> str:
 
     try:
         stream = io.BufferedReader(_ChunkReader(job_id, progress))
-        result = import_contacts(partner_id, stream, checked=True).to_json()
+        with import_origin(job.user_id, job.filename):
+            result = import_contacts(partner_id, stream, checked=True).to_json()
         _finish(job_id, status="done", result=result)
         log.info("contact import %s done: %s", job_id,
                  {k: result[k] for k in ("created", "updated", "rejected_count")})

@@ -31,12 +31,14 @@ from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns import schedule
+from campaigns.digest import EmailDigest
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
 from campaigns.states import allowed, apply
 from campaigns.suppression import add_suppressions
 from core import clock
 from core.db import db
 from core.errors import StateError
+from core.i18n import _
 from journeys.models import JourneyStep
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,38 @@ def cancel_campaign_sends(campaign_id: int) -> int:
     return result.rowcount or 0
 
 
+def forget_contact_sends(contact_id: int) -> list[int]:
+    """Erase a contact from the ledger (no commit); return the ids of its sends.
+
+    Its open sends are cancelled; every send of it stays for the counts and rollups but loses
+    what identifies the person: contact_id becomes NULL, email '', last_error (which may quote
+    the address) '', and the stored link targets (which may carry merge fields) []. The rows
+    are locked first; while a worker holds one (status claimed) the erasure is refused, since
+    that message is being delivered right now.
+    """
+    rows = db.session.execute(
+        select(Send.id, Send.status).where(Send.contact_id == contact_id).with_for_update()
+    ).all()
+    if any(status == "claimed" for _id, status in rows):
+        raise StateError(_("A message to this contact is being sent right now. Try again in a "
+                           "few minutes."))
+    if not rows:
+        return []
+    now = clock.now()
+    sources = _sources(("queued", "cancelled"), ("retry", "cancelled"))
+    db.session.execute(
+        update(Send)
+        .where(Send.contact_id == contact_id, Send.status.in_(sources))
+        .values(status="cancelled", status_reason="contact_erased", lease_expires_at=None,
+                updated_at=now)
+    )
+    db.session.execute(
+        update(Send).where(Send.contact_id == contact_id)
+        .values(contact_id=None, email="", last_error="", link_targets=[], updated_at=now)
+    )
+    return [send_id for send_id, _status in rows]
+
+
 def complete_if_done(campaign_id: int) -> bool:
     """Mark a running campaign completed when none of its sends is open; tell if it did."""
     open_rows = exists().where(Send.campaign_id == campaign_id, Send.status.in_(OPEN_STATUSES))
@@ -443,7 +477,7 @@ def _suppress_excluded(claimed: list[Claimed], now: datetime) -> set[int]:
     found = db.session.execute(
         select(Send.id, Suppression.reason, Contact.consent)
         .join(Contact, Contact.id == Send.contact_id)
-        .outerjoin(Suppression, Suppression.email == Send.email)
+        .outerjoin(Suppression, Suppression.email_hash == EmailDigest(Send.email))
         .where(Send.id.in_(ids), or_(Suppression.id.is_not(None), Contact.consent.is_(False)))
     ).all()
     reasons: dict[int, str] = {}

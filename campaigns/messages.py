@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from campaigns.models import Send
 from core.db import db
+from core.i18n import lazy_gettext
 
 MESSAGE_STATUS = {"claimed": "sending"}
 
@@ -53,3 +54,30 @@ def message_counts(campaign_id: int) -> dict[str, int]:
         counts[key] = counts.get(key, 0) + n
     counts["total"] = sum(n for _s, n in rows)
     return counts
+
+
+# A message's status in words, for people (the contact timeline); `status_reason` refines it.
+STATUS_WORDS = {
+    "queued": lazy_gettext("Waiting to be sent"),
+    "claimed": lazy_gettext("Being sent"),
+    "retry": lazy_gettext("Waiting to try again (the mail server did not accept it yet)"),
+    "sent": lazy_gettext("Sent"),
+    "failed": lazy_gettext("Not delivered: the mail server refused it"),
+    "suppressed": lazy_gettext("Not sent: this person cannot be emailed"),
+    "skipped": lazy_gettext("Skipped: the journey's condition was not met"),
+    "cancelled": lazy_gettext("Cancelled before it was sent"),
+}
+REASON_WORDS = {
+    ("failed", "attempts"): lazy_gettext("Not delivered after several attempts"),
+    ("suppressed", "unsubscribed"): lazy_gettext("Not sent: this person had unsubscribed"),
+    ("suppressed", "bounced"): lazy_gettext("Not sent: the address had bounced"),
+    ("suppressed", "complained"): lazy_gettext("Not sent: this person had marked an email as "
+                                               "spam"),
+    ("suppressed", "no_consent"): lazy_gettext("Not sent: no consent to email"),
+    ("suppressed", "manual"): lazy_gettext("Not sent: the brand blocked this address"),
+}
+
+
+def status_words(status: str, reason: str = "") -> str:
+    """Return a message's status (ledger status and reason) as a sentence people read."""
+    return str(REASON_WORDS.get((status, reason)) or STATUS_WORDS.get(status, status))

@@ -15,7 +15,7 @@ from accounts.auth import (
     visible_recipient,
 )
 from accounts.models import Partner
-from campaigns import contacts, lifecycle, members, messages, schedule, testsend
+from campaigns import consent, contacts, erasure, lifecycle, members, messages, schedule, testsend
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
 from campaigns.sending import preview_campaign
@@ -45,7 +45,8 @@ def _contact(contact_id: int):
 @require_roles(*PARTNER)
 def create_contact():
     fields = contacts.clean_contact_fields(json_body(), partial=False)
-    contact = contacts.create_contact(partner_scope(), **fields)
+    contact = contacts.create_contact(partner_scope(), **fields, source="api",
+                                      user_id=current_user().id)
     return jsonify(contacts.contact_json(contact)), 201
 
 
@@ -53,9 +54,15 @@ def create_contact():
 @require_roles(*PARTNER)
 def list_contacts():
     page, per_page = page_args()
-    rows, total = contacts.list_contacts(partner_scope(), request.args.get("q", ""), page,
-                                         per_page)
-    return jsonify({"items": [contacts.contact_json(c) for c in rows], "page": page,
+    tags = contacts.clean_tag_filter([t for t in request.args.getlist("tag") if t])
+    status = request.args.get("status") or None
+    if status is not None and status not in contacts.CONTACT_STATUSES:
+        raise ValidationError(_("Unknown status filter."), {
+            "status": _("must be one of %(names)s", names=", ".join(contacts.CONTACT_STATUSES))})
+    rows, total = contacts.search_contacts(partner_scope(), request.args.get("q", ""),
+                                           tags=tags, status=status, page=page,
+                                           per_page=per_page)
+    return jsonify({"items": contacts.contacts_json(rows), "page": page,
                     "per_page": per_page, "total": total})
 
 
@@ -70,14 +77,24 @@ def get_contact(contact_id: int):
 def update_contact(contact_id: int):
     contact = _contact(contact_id)
     fields = contacts.clean_contact_fields(json_body(), partial=True)
-    return jsonify(contacts.contact_json(contacts.update_contact(contact, **fields)))
+    return jsonify(contacts.contact_json(contacts.update_contact(
+        contact, source="api", user_id=current_user().id, **fields)))
 
 
 @bp.delete("/api/contacts/<int:contact_id>")
 @require_roles(*PARTNER)
 def delete_contact(contact_id: int):
-    contacts.delete_contact(_contact(contact_id))
+    erasure.erase_contact(_contact(contact_id))
     return "", 204
+
+
+@bp.get("/api/contacts/<int:contact_id>/consent")
+@require_roles(*PARTNER)
+def contact_consent(contact_id: int):
+    contact = _contact(contact_id)
+    page, per_page = page_args()
+    items, total = consent.consent_history(contact.id, page, per_page)
+    return jsonify({"items": items, "page": page, "per_page": per_page, "total": total})
 
 
 @bp.post("/api/contacts/import")

@@ -178,6 +178,7 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
 
 
+
 def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
     """Return (page, per_page) from the query string, 1-based, clamped."""
     try:

@@ -20,9 +20,11 @@ from datetime import timedelta
 from sqlalchemy import and_, case, distinct, func, or_, select
 
 from accounts.models import Partner
+from campaigns.messages import MESSAGE_API_STATUS, status_words
 from campaigns.models import Campaign, CampaignMember, Contact, Send
 from core import clock
 from core.db import db
+from core.i18n import _
 from core.tokens import HONEYPOT_LINK
 from journeys.models import Journey, JourneyStep, TemplateVersion
 from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
@@ -219,6 +221,61 @@ def campaign_recipients(campaign: Campaign, page: int, per_page: int) -> dict:
             "machine_opens": sum(r.machine_opens or 0 for r in rows),
             "machine_clicks": sum(r.machine_clicks or 0 for r in rows),
             "last_activity_at": max(activity).isoformat() if activity else None,
+        })
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+# --- one contact's engagement timeline -------------------------------------------------------
+
+def contact_timeline(contact_id: int, page: int, per_page: int) -> dict:
+    """Return one page of the messages a contact was sent (or is due), newest first.
+
+    Each with its journey and campaign, step, status in words, sent time, human and machine
+    opens and clicks (from `send_engagements`) and when it was unsubscribed from, bounced or
+    complained about. Two queries: the total and the page (sends joined with campaigns,
+    journeys and engagement; the ledger's contact_id index finds the rows).
+    """
+    total = db.session.scalar(select(func.count()).select_from(Send)
+                              .where(Send.contact_id == contact_id)) or 0
+    when = func.coalesce(Send.sent_at, Send.due_at)
+    e = SendEngagement
+    rows = db.session.execute(
+        select(Send.id, Send.campaign_id, Campaign.name.label("campaign_name"),
+               Campaign.kind, Send.journey_id, Journey.name.label("journey_name"),
+               Send.step_index, Send.status, Send.status_reason, Send.sent_at, Send.due_at,
+               e.opens, e.clicks, e.machine_opens, e.machine_clicks, e.first_open_at,
+               e.first_click_at, e.unsubscribed_at, e.bounced_at, e.complained_at,
+               e.last_activity_at)
+        .join(Campaign, Campaign.id == Send.campaign_id)
+        .join(Journey, Journey.id == Send.journey_id)
+        .outerjoin(e, e.send_id == Send.id)
+        .where(Send.contact_id == contact_id)
+        .order_by(when.desc(), Send.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)
+    ).all()
+
+    def iso(value):  # noqa: ANN001, ANN202
+        return value.isoformat() if value else None
+
+    items = []
+    for r in rows:
+        label = status_words(r.status, r.status_reason)
+        if r.complained_at:
+            label = str(_("Sent; marked as spam"))
+        elif r.bounced_at:
+            label = str(_("Sent, but it bounced: the address does not accept mail"))
+        items.append({
+            "message_id": r.id, "campaign_id": r.campaign_id, "campaign_name": r.campaign_name,
+            "quick_send": r.kind == "quick_send", "journey_id": r.journey_id,
+            "journey_name": r.journey_name, "step": r.step_index,
+            "status": MESSAGE_API_STATUS.get(r.status, r.status),
+            "status_reason": r.status_reason, "status_label": label,
+            "sent_at": iso(r.sent_at), "due_at": iso(r.due_at),
+            "opens": r.opens or 0, "clicks": r.clicks or 0,
+            "machine_opens": r.machine_opens or 0, "machine_clicks": r.machine_clicks or 0,
+            "first_open_at": iso(r.first_open_at), "first_click_at": iso(r.first_click_at),
+            "unsubscribed_at": iso(r.unsubscribed_at), "bounced_at": iso(r.bounced_at),
+            "complained_at": iso(r.complained_at), "last_activity_at": iso(r.last_activity_at),
         })
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from accounts.auth import ANY as ANY_ROLE
 from accounts.auth import BRAND, PARTNER, require_roles, visible
+from campaigns import contacts
 from campaigns.models import Campaign
 from core.db import db
 from core.errors import NotFound
@@ -105,6 +106,14 @@ def campaign_recipients(campaign_id: int):
         return _csv(analytics.to_csv(data["items"], analytics.RECIPIENT_COLUMNS),
                     f"campaign-{campaign_id}-recipients")
     return jsonify(data)
+
+
+@bp.get("/api/contacts/<int:contact_id>/timeline")
+@require_roles(*PARTNER)  # per-recipient data: the owning partner's only (brand roles: 403)
+def contact_timeline(contact_id: int):
+    contact = visible(contacts.get_contact(contact_id), "Contact")
+    page, per_page = page_args()
+    return jsonify(analytics.contact_timeline(contact.id, page, per_page))
 
 
 @bp.get("/api/analytics/partners")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from accounts.models import Partner
 from campaigns.models import Campaign, Contact, Send
@@ -21,12 +22,15 @@ from campaigns.sending import compose_message, redirect_targets
 from campaigns.suppression import suppress_email
 from core import clock, tokens
 from core.db import db
+from core.errors import StateError
+from core.i18n import _
 from core.redis import configured_redis
 from core.tokens import HONEYPOT_LINK
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
 from journeys.states import allowed
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
+from tracking.models import Event
 
 log = logging.getLogger("lastmile.tracking")
 
@@ -241,3 +245,34 @@ def unsubscribe(send: Send, user_agent: str = "", ip: str = "") -> None:
     apply_hits([Hit("unsubscribe", send.id, clock.now(), None, user_agent, ip,
                     key=f"unsub:{send.id}")])
     db.session.commit()
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+def forget_sends(send_ids: Sequence[int]) -> None:
+    """Erasure hook (campaigns.erasure): strip the person from these sends' tracking data.
+
+    Events keep their kind, time and machine flag (the rollups were counted from them) but
+    lose the IP address and user agent; the sends' cached link targets are dropped. No commit:
+    it runs in the erasing transaction.
+    """
+    ids = list(send_ids)
+    if not ids:
+        return
+    for start in range(0, len(ids), 5000):
+        db.session.execute(update(Event).where(Event.send_id.in_(ids[start:start + 5000]))
+                           .values(ip="", user_agent=""))
+    for send_id in ids:
+        _LOCAL.pop(send_id, None)
+    client = get_recorder(current_app).redis
+    if client is not None:
+        try:
+            for start in range(0, len(ids), 1000):
+                client.delete(*[link_key(i) for i in ids[start:start + 1000]])
+        except redis.RedisError as exc:
+            # Refuse rather than leave the links redirecting: the caller's transaction rolls
+            # back and nothing is erased.
+            log.warning("erasure refused: could not drop cached link targets (%s)", exc)
+            raise StateError(_("The contact could not be erased right now (the tracking cache "
+                               "did not answer). Nothing was erased; try again in a few "
+                               "minutes.")) from exc

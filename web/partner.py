@@ -10,7 +10,7 @@ from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
 from campaigns import contacts as contacts_service
 from campaigns import contacts_import as imports
-from campaigns import lifecycle, members, messages, schedule, suppression, testsend, values
+from campaigns import lifecycle, members, messages, schedule, testsend, values
 from campaigns.models import Campaign, ImportJob
 from campaigns.sending import preview_campaign
 from core import clock
@@ -22,6 +22,7 @@ from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
 from web.base import bp, me, preview_problems, preview_response
+from web.contacts import contacts_page as _contacts_page
 
 PREVIEW_CONTACTS = 100
 ADD_ALL_LIMIT = 10_000
@@ -178,40 +179,7 @@ def personalize_preview(journey_id: int):
     return preview_response(shown.html)
 
 
-# --- contacts -------------------------------------------------------------------------------
-
-def _contacts_page(*, errors: dict | None = None, form: dict | None = None, status: int = 200):
-    partner = _partner()
-    q = request.args.get("q", "")
-    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
-    per_page = 25
-    rows, total = contacts_service.list_contacts(partner.id, q, page, per_page)
-    quick = [j for j in journeys.catalog_for(partner) if j.quick_send]
-    return render_template("web/contacts.html", contacts=rows, total=total, q=q, page=page,
-                           pages=max(1, -(-total // per_page)), quick_journeys=quick,
-                           errors=errors or {}, form=form or {}), status
-
-
-@bp.get("/partner/contacts")
-@require_roles(*PARTNER)
-def contacts():
-    return _contacts_page()[0]
-
-
-@bp.post("/partner/contacts")
-@require_roles(*PARTNER)
-def contact_create():
-    form = {k: request.form.get(k, "") for k in ("email", "first_name", "last_name")}
-    try:
-        fields = contacts_service.clean_contact_fields(
-            dict(form, consent=request.form.get("consent") == "on"), partial=False)
-        contacts_service.create_contact(me().partner_id, **fields)
-    except DomainError as err:
-        return _contacts_page(errors=err.fields or {"email": err.message}, form=form,
-                              status=err.status)
-    flash(f"Contact {fields['email']} added.", "ok")
-    return redirect(url_for("web.contacts"))
-
+# --- contacts (the list and contact pages live in web/contacts.py) ----------------------------
 
 @bp.post("/partner/contacts/import")
 @require_roles(*PARTNER)
@@ -249,8 +217,10 @@ def quick_send(contact_id: int):
     contact = visible(contacts_service.get_contact(contact_id), "Contact")
     options = [j for j in journeys.catalog_for(partner) if j.quick_send]
     if request.method == "GET":
+        status = contacts_service.contact_status(contact)
         return render_template("web/quick_send.html", contact=contact, journeys=options,
-                               reason=suppression.exclusion_reason(contact))
+                               reason=None if status == "mailable"
+                               else contacts_service.STATUS_REASONS[status])
     journey_id = request.form.get("journey_id", "")
     try:
         campaign, _result = lifecycle.quick_send(partner, me(), {
@@ -336,6 +306,8 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None,
         # Only the owning partner sees per-recipient rows; brand roles see the aggregates.
         recipients=_recipients(campaign) if owner_view else None,
         contacts=contact_rows, contacts_total=contacts_total, q=q, added=added,
+        statuses=contacts_service.statuses_of(c.id for c in contact_rows),
+        status_labels=contacts_service.STATUS_LABELS,
         excluded=excluded,
         preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0]
         if owner_view else [],
