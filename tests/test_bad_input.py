@@ -59,7 +59,7 @@ def test_web_pages_with_huge_ids_or_numbers_answer_4xx(world, client):
     assert login(client, user.email).status_code == 302
     assert client.get(f"/partner/campaigns/{HUGE}").status_code == 404
     assert client.get(f"/partner/contacts/{10**25}/quick-send").status_code == 404
-    assert client.get("/partner/contacts?page=9223372036854775807").status_code == 400
+    assert client.get("/partner/contacts?page=9223372036854775807").status_code == 200  # clamped
     campaign = world["campaign"].id
     assert client.get(f"/partner/campaigns/{campaign}/preview?step={10**20}").status_code == 400
     assert client.get("/partner/contacts?q=%00").status_code == 400
