@@ -148,8 +148,10 @@ def store_image(image: StoredImage, config: Mapping) -> StoredImage:
         client = boto3.client("s3", region_name=str(config.get("MEDIA_S3_REGION") or None),
                               endpoint_url=str(config.get("MEDIA_S3_ENDPOINT_URL") or "") or None)
         try:
+            extra = {"ACL": acl} if (acl := str(config.get("MEDIA_S3_ACL") or "")) else {}
             client.put_object(Bucket=bucket, Key=image.name, Body=image.data,
-                              ContentType=image.content_type, CacheControl=CACHE_CONTROL)
+                              ContentType=image.content_type, CacheControl=CACHE_CONTROL,
+                              **extra)
         finally:
             client.close()
     else:

@@ -29,7 +29,7 @@ from accounts import states as change_states
 from accounts.models import BrandSetting, Partner, ProfileChange, User
 from core import clock
 from core.db import db
-from core.errors import NotFound, StateError, ValidationError
+from core.errors import NotFound, StateError, TooLarge, ValidationError
 from core.i18n import _
 from core.i18n import lazy_gettext as _l
 
@@ -47,6 +47,9 @@ class FieldSpec:
     label: LazyString
     help: LazyString
     max_lines: int = 1
+    # Lines longer than this would be folded (a visible break) by the renderer's SMTP-safe
+    # line wrapping, so a field shown line by line (the sign-off) keeps them short.
+    max_line_length: int = 0
 
 
 PROFILE_FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
@@ -65,7 +68,7 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
                  "up to 5 MB.")),
     FieldSpec("signature", "text", 500, _l("Sign-off"),
               _l("A few short lines under your details, e.g. “Warm regards, Jane”. Plain "
-                 "text; press Enter for a new line."), max_lines=6),
+                 "text; press Enter for a new line."), max_lines=6, max_line_length=100),
     FieldSpec("phone", "line", 50, _l("Phone"),
               _l("The number your clients should call, e.g. +1 555 0100.")),
     FieldSpec("address", "line", 500, _l("Office address"),
@@ -74,7 +77,7 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
               _l("Your own website, starting with https://")),
     FieldSpec("disclosures", "text", 4000, _l("Disclosures"),
               _l("The legal text your clients must see, shown in the small print at the "
-                 "bottom of every email. Plain text; an empty line starts a new paragraph."),
+                 "bottom of every email. Plain text."),
               max_lines=40),
 )}
 
@@ -151,6 +154,10 @@ def _value_problem(spec: FieldSpec, value: str, config: Mapping) -> str | None:
             return _("must not contain control characters")
         if value.count("\n") + 1 > spec.max_lines:
             return _("must be at most %(n)d lines", n=spec.max_lines)
+        if spec.max_line_length and any(len(line) > spec.max_line_length
+                                        for line in value.split("\n")):
+            return _("can have at most %(n)d characters on a line; press Enter to start a new "
+                     "line", n=spec.max_line_length)
     elif "\r" in value or "\n" in value:
         return _("must be a single line (no line breaks)")
     elif _bad_char(value):
@@ -292,14 +299,35 @@ def list_pending_changes(page: int = 1, per_page: int = 50
 
 # ------------------------------------------------------------------------------ writing
 
-def update_profile(partner_id: int, data: Any, user: User, config: Mapping) -> ProfileUpdate:
+def update_profile(partner_id: int, data: Any, user: User, config: Mapping,
+                   images: Mapping[str, bytes] | None = None) -> ProfileUpdate:
     """Change profile fields (any subset; a missing key keeps its value; null clears it).
 
-    All fields are checked first (one 422 lists every problem; nothing is saved). A field the
-    brand approves first becomes a pending change when a partner user changes it; everything
-    else is saved at once.
+    `images` maps "photo"/"logo" to uploaded bytes (the web form saves text and pictures in
+    one go). Everything is checked first: one error lists every problem (413 when the only
+    one is an image's size) and nothing is saved or stored. A field the brand approves first
+    becomes a pending change when a partner user changes it; everything else is saved at once.
     """
-    cleaned = clean_profile(data, config)
+    problems: dict[str, str] = {}
+    too_large = False
+    try:
+        cleaned = clean_profile(data, config)
+    except ValidationError as err:
+        problems.update(err.fields)
+        cleaned = {}
+    processed = []
+    for kind, raw in (images or {}).items():
+        try:
+            processed.append((kind, media.process_image(raw, kind)))
+        except (ValidationError, TooLarge) as err:
+            too_large = too_large or isinstance(err, TooLarge)
+            problems[f"{kind}_url"] = err.fields.get("file", err.message)
+    if problems:
+        error = TooLarge if too_large and len(problems) == 1 else ValidationError
+        raise error(_("Some profile fields need fixing."), problems)
+    _partner(partner_id)  # a missing partner answers 404 before anything is stored
+    for kind, image in processed:
+        cleaned[f"{kind}_url"] = media.store_image(image, config).url
     partner = _partner(partner_id, lock=True)  # one writer per partner: one pending per field
     gated = set() if user.is_brand else set(approval_fields())
     pending = _pending(partner.id)
@@ -331,7 +359,8 @@ def set_profile_image(partner_id: int, kind: str, data: bytes, user: User,
                       config: Mapping) -> tuple[ProfileUpdate, str]:
     """Check, resize, re-encode and store an uploaded photo or logo, then set it.
 
-    Returns the update and the image's URL. Nothing is stored when the upload is refused.
+    Returns the update and the image's URL. Nothing is stored when the upload is refused
+    (TooLarge 413 or ValidationError 422, both naming the form field `file`).
     """
     _partner(partner_id)  # a missing partner answers 404 before any work
     image = media.store_image(media.process_image(data, kind), config)

@@ -42,6 +42,8 @@ SETTINGS: list[tuple[str, str | None, str]] = [
     ("MEDIA_S3_BUCKET", "", "S3-compatible bucket for uploaded profile images (empty: MEDIA_DIR)"),
     ("MEDIA_S3_REGION", "us-east-1", "Region of MEDIA_S3_BUCKET"),
     ("MEDIA_S3_ENDPOINT_URL", "", "Override the S3 endpoint (MinIO, R2; tests point it at moto)"),
+    ("MEDIA_S3_ACL", "", "Canned ACL for uploaded images, e.g. public-read (empty: the bucket's "
+     "policy makes them readable)"),
     ("MEDIA_PUBLIC_URL", "", "Public base URL of uploaded images (default: PUBLIC_BASE_URL/media, "
      "or the bucket's URL with MEDIA_S3_BUCKET)"),
 ]

@@ -125,6 +125,32 @@
     tick();
   });
 
+  /* Profile pictures: show the chosen image at once; refuse one too large before uploading. */
+  document.querySelectorAll("input[type=file][data-image-preview]").forEach(function (input) {
+    var img = document.getElementById(input.dataset.imagePreview);
+    var error = document.querySelector('[data-file-error="' + input.name + '"]');
+    input.addEventListener("change", function () {
+      var file = input.files && input.files[0];
+      if (error) { error.textContent = ""; }
+      input.setAttribute("aria-invalid", "false");
+      if (!file || !img) { return; }
+      if (file.size > parseInt(input.dataset.maxBytes, 10)) {
+        if (error) { error.textContent = input.dataset.tooBig; }
+        input.setAttribute("aria-invalid", "true");
+        input.value = "";
+        return;
+      }
+      var reader = new FileReader();
+      reader.onload = function () {
+        img.src = reader.result;
+        img.hidden = false;
+        var empty = img.parentNode.querySelector(".image-empty");
+        if (empty) { empty.hidden = true; }
+      };
+      reader.readAsDataURL(file);
+    });
+  });
+
   /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */
   if (window.Chart) {
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {

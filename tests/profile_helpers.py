@@ -43,6 +43,16 @@ def png_bomb(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def multipart(data: bytes, filename: str, content_type: str) -> tuple[bytes, str]:
+    """Encode one file field `file` (the test client would spool a large body to a temp file
+    it never closes)."""
+    boundary = "lastmile-test-boundary-7d1f"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n').encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), \
+        f"multipart/form-data; boundary={boundary}"
+
+
 def publish_starter(key: str = "welcome"):
     """Create and publish one starter template from templates/emails/; return its version."""
     from journeys import services as journeys

@@ -121,6 +121,7 @@ def test_each_role_reaches_only_the_profiles_it_may(app, people, media_dir):
     ({"signature": "<b>Ann</b>"}, "signature", "plain text"),
     ({"disclosures": "{{ brand.name }}"}, "disclosures", "plain text"),
     ({"signature": "\n".join(["line"] * 7)}, "signature", "6 lines"),
+    ({"signature": "Warm regards " * 10}, "signature", "100 characters on a line"),
     ({"address": "x" * 501}, "address", "500 characters"),
     ({"advisor_name": 42}, "advisor_name", "text"),
     ({"favourite_colour": "blue"}, "favourite_colour", "not a profile field"),
