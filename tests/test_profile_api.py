@@ -284,3 +284,57 @@ def test_a_new_campaign_is_sent_in_the_advisors_name(app, people):
     created = people["user"].post("/api/campaigns", json={"journey_id": journey.id})
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["sender"]["name"] == "Ann Northcott"
+
+
+# ------------------------------------------------------------------------------ the contract
+
+
+def test_profile_responses_match_the_document(app, client, people, media_dir):
+    from tests.profile_helpers import multipart
+    from tests.test_openapi import conforms
+
+    spec = client.get("/api/openapi.json").get_json()
+    partner = people["partner"]
+    brand, admin = people["brand"], people["admin"]
+    path = "/api/partners/{partner_id}/profile"
+    conforms(spec, path, "get", admin.get(_url(partner)))
+    conforms(spec, path, "get", people["other"].get(_url(partner)))  # 404
+    conforms(spec, path, "get", make_api_none(client).get(_url(partner)))  # 401
+    conforms(spec, path, "put", admin.put(_url(partner), json=FULL))
+    conforms(spec, path, "put", admin.put(_url(partner), json={"title": "a\nb"}))  # 422
+    conforms(spec, path, "put", admin.put(_url(partner), data="{",
+                                          content_type="application/json"))
+    conforms(spec, path, "put", people["user"].put(_url(partner), json={}))  # 403
+    conforms(spec, "/api/brand/profile-rules", "put",
+             brand.put("/api/brand/profile-rules", json={"approval_required": ["title"]}))
+    conforms(spec, "/api/brand/profile-rules", "get", brand.get("/api/brand/profile-rules"))
+    conforms(spec, "/api/brand/profile-rules", "get", admin.get("/api/brand/profile-rules"))
+    body, kind = multipart(image_bytes(), "me.png", "image/png")
+    uploaded = admin.post(_url(partner, "/photo"), data=body, content_type=kind)
+    conforms(spec, path + "/photo", "post", uploaded)
+    body, kind = multipart(b"text", "me.png", "image/png")
+    conforms(spec, path + "/logo", "post", admin.post(_url(partner, "/logo"), data=body,
+                                                      content_type=kind))  # 422
+    body, kind = multipart(b"x" * (5 * 1024 * 1024 + 1), "big.png", "image/png")
+    conforms(spec, path + "/logo", "post", admin.post(_url(partner, "/logo"), data=body,
+                                                      content_type=kind))  # 413
+    admin.put(_url(partner), json={"title": "Chief"})
+    pending = admin.get(_url(partner))
+    conforms(spec, path, "get", pending)
+    assert pending.get_json()["changes"]["title"]["status"] == "pending"
+    conforms(spec, "/api/profile-changes", "get", brand.get("/api/profile-changes"))
+    conforms(spec, path + "/reject", "post", brand.post(_url(partner, "/reject"), json={}))
+    conforms(spec, path + "/approve", "post",
+             brand.post(_url(partner, "/approve"), json={"fields": ["title"]}))
+    conforms(spec, path + "/approve", "post", brand.post(_url(partner, "/approve")))  # 409
+    conforms(spec, path + "/reject", "post",
+             brand.post(_url(partner, "/reject"), json={"reason": "No."}))  # 409
+    name = uploaded.get_json()["image_url"].rsplit("/", 1)[1]
+    with client.get(f"/media/{name}") as image:
+        conforms(spec, "/media/{name}", "get", image)
+
+
+def make_api_none(client):
+    from tests.conftest import Api
+
+    return Api(client, None)
