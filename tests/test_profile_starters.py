@@ -72,3 +72,22 @@ def test_a_starter_without_a_profile_shows_no_gaps_none_or_empty_images(app, key
     assert not check_locked_regions(version, shown.html)
     # With a named sender and no advisor name, the sender signs.
     assert "Pat Partner" in _signature(_render(version, EMPTY, "Pat Partner").html)
+
+
+def test_import_starters_update_adds_a_version_to_changed_starters_only(app):
+    from journeys import services as journeys
+    from tests.builders import DEFAULT_SLOTS, template_mjml
+
+    old = journeys.create_template("Welcome", "Hi", "", template_mjml(DEFAULT_SLOTS),
+                                   DEFAULT_SLOTS)
+    journeys.publish_template(old.template_id)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["templates", "import-starters", "--update"])
+    assert first.exit_code == 0, first.output
+    assert f"welcome: template {old.template_id} (new version 2)" in first.output
+    assert first.output.count("new version") == 1  # the others were imported just now
+    latest = journeys.published_version(old.template_id)
+    assert latest.version == 2 and "partner.advisor_name" in latest.mjml
+    again = runner.invoke(args=["templates", "import-starters", "--update"])
+    assert again.exit_code == 0 and "new version" not in again.output
+    assert journeys.latest_version(old.template_id).version == 2
