@@ -44,8 +44,9 @@ class FieldSpec:
     name: str
     kind: str  # "line" (one line of text), "text" (lines), "image" or "website" (URLs)
     max_length: int
-    label: LazyString
+    label: LazyString  # as the partner reads it ("Your name")
     help: LazyString
+    brand_label: LazyString  # as the brand reads it ("Advisor's name")
     max_lines: int = 1
     # Lines longer than this would be folded (a visible break) by the renderer's SMTP-safe
     # line wrapping, so a field shown line by line (the sign-off) keeps them short.
@@ -55,30 +56,39 @@ class FieldSpec:
 PROFILE_FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
     FieldSpec("display_name", "line", 200, _l("Business name in emails"),
               _l("How your business is named in your emails. Leave it empty to use your "
-                 "account name.")),
+                 "account name."),
+              _l("Business name in emails")),
     FieldSpec("advisor_name", "line", 100, _l("Your name"),
-              _l("As your clients know you, e.g. “Jane Doe, CFP”. It signs your emails.")),
+              _l("As your clients know you, e.g. “Jane Doe, CFP”. It signs your emails."),
+              _l("Advisor's name")),
     FieldSpec("title", "line", 100, _l("Your job title"),
-              _l("Shown under your name, e.g. “Senior Financial Advisor”. Optional.")),
+              _l("Shown under your name, e.g. “Senior Financial Advisor”. Optional."),
+              _l("Job title")),
     FieldSpec("photo_url", "image", 2000, _l("Your photo"),
               _l("A friendly head-and-shoulders photo, shown as a small circle next to your "
-                 "name. PNG, JPEG, WebP or GIF, up to 5 MB.")),
+                 "name. PNG, JPEG, WebP or GIF, up to 5 MB."),
+              _l("Advisor's photo")),
     FieldSpec("logo_url", "image", 2000, _l("Business logo"),
               _l("Shown under your signature. A PNG with a transparent background works best; "
-                 "up to 5 MB.")),
+                 "up to 5 MB."),
+              _l("Logo")),
     FieldSpec("signature", "text", 500, _l("Sign-off"),
               _l("A few short lines under your details, e.g. “Warm regards, Jane”. Plain "
-                 "text; press Enter for a new line."), max_lines=6, max_line_length=100),
+                 "text; press Enter for a new line."),
+              _l("Sign-off"), max_lines=6, max_line_length=100),
     FieldSpec("phone", "line", 50, _l("Phone"),
-              _l("The number your clients should call, e.g. +1 555 0100.")),
+              _l("The number your clients should call, e.g. +1 555 0100."),
+              _l("Phone")),
     FieldSpec("address", "line", 500, _l("Office address"),
-              _l("One line, shown in the small print at the bottom of every email.")),
+              _l("One line, shown in the small print at the bottom of every email."),
+              _l("Office address")),
     FieldSpec("website", "website", 2000, _l("Website"),
-              _l("Your own website, starting with https://")),
+              _l("Your own website, starting with https://"),
+              _l("Website")),
     FieldSpec("disclosures", "text", 4000, _l("Disclosures"),
               _l("The legal text your clients must see, shown in the small print at the "
                  "bottom of every email. Plain text."),
-              max_lines=40),
+              _l("Disclosures"), max_lines=40),
 )}
 
 # Markup in a plain-text field would show as typed (it is escaped): say so instead.

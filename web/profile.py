@@ -137,6 +137,8 @@ def profile_preview():
                   for k, v in err.fields.items()}
         return preview_problems(_("Fix these fields to see the preview:"), labels)
     inputs = sample_inputs(me(), current_app.config, draft.template_context())
+    # Signed as a new campaign is by default: by the advisor, else the business.
+    inputs = inputs._replace(sender={"name": draft.default_sender_name, "reply_to": me().email})
     catalog = journeys.catalog_for(partner)
     chosen = request.values.get("preview_journey", "")
     journey = next((j for j in catalog if str(j.id) == chosen), catalog[0] if catalog else None)
@@ -156,7 +158,7 @@ def profile_preview():
 def profile_change_action(partner_id: int, field: str, action: str):
     partner = get_partner(partner_id)
     spec = profiles.PROFILE_FIELDS.get(field)
-    label = str(spec.label) if spec else field
+    label = str(spec.brand_label) if spec else field
     try:
         if action == "approve":
             profiles.approve_changes(partner.id, [field], me())
