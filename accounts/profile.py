@@ -194,8 +194,14 @@ def _value_problem(spec: FieldSpec, value: str, config: Mapping) -> str | None:
     return None
 
 
-def clean_profile(data: Any, config: Mapping) -> dict[str, str | None]:
-    """Validate profile fields (any subset); return {field: value or None}. Raises 422."""
+def clean_profile(data: Any, config: Mapping,
+                  unchanged: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+    """Validate profile fields (any subset); return {field: value or None}. Raises 422.
+
+    A value equal to the one in `unchanged` (the stored profile) is kept as it is, so sending
+    a profile back unchanged never fails on a value set before today's rules (e.g. a logo the
+    brand linked from a domain no longer listed in BRAND_IMAGE_DOMAINS).
+    """
     if not isinstance(data, dict):
         raise ValidationError(_("The profile must be an object of fields."),
                               {"profile": _("must be an object")})
@@ -219,6 +225,9 @@ def clean_profile(data: Any, config: Mapping) -> dict[str, str | None]:
         value = value.strip()
         if not value:
             out[key] = None
+            continue
+        if unchanged is not None and value == unchanged.get(key):
+            out[key] = value
             continue
         problem = _value_problem(spec, value, config)
         if problem:
@@ -320,8 +329,9 @@ def update_profile(partner_id: int, data: Any, user: User, config: Mapping,
     """
     problems: dict[str, str] = {}
     too_large = False
+    stored = _partner(partner_id)  # a missing partner answers 404 before anything is checked
     try:
-        cleaned = clean_profile(data, config)
+        cleaned = clean_profile(data, config, {n: getattr(stored, n) for n in PROFILE_FIELDS})
     except ValidationError as err:
         problems.update(err.fields)
         cleaned = {}
@@ -335,7 +345,6 @@ def update_profile(partner_id: int, data: Any, user: User, config: Mapping,
     if problems:
         error = TooLarge if too_large and len(problems) == 1 else ValidationError
         raise error(_("Some profile fields need fixing."), problems)
-    _partner(partner_id)  # a missing partner answers 404 before anything is stored
     for kind, image in processed:
         cleaned[f"{kind}_url"] = media.store_image(image, config).url
     partner = _partner(partner_id, lock=True)  # one writer per partner: one pending per field

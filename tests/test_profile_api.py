@@ -338,3 +338,17 @@ def make_api_none(client):
     from tests.conftest import Api
 
     return Api(client, None)
+
+
+def test_a_profile_sent_back_unchanged_never_fails_on_an_older_value(app, people, media_dir):
+    partner = people["partner"]
+    # The brand linked a logo from a host that is not (or no longer) an image domain.
+    assert people["brand"].patch(f"/api/partners/{partner.id}",
+                                 json={"logo_url": "https://old-cdn.example/logo.png"}
+                                 ).status_code == 200
+    fields = people["admin"].get(_url(partner)).get_json()["fields"]
+    sent_back = people["admin"].put(_url(partner), json={**fields, "title": "Advisor"})
+    assert sent_back.status_code == 200, sent_back.get_json()
+    assert sent_back.get_json()["fields"]["logo_url"] == "https://old-cdn.example/logo.png"
+    changed = people["admin"].put(_url(partner), json={"logo_url": "https://old-cdn.example/x.png"})
+    assert changed.status_code == 422

@@ -32,6 +32,10 @@ def _partner() -> Partner:
     return get_partner(me().partner_id)
 
 
+def _stored(partner: Partner) -> dict[str, str | None]:
+    return {name: getattr(partner, name) for name in profiles.PROFILE_FIELDS}
+
+
 def _shown_values(state: profiles.ProfileState) -> dict[str, str]:
     """What the form shows: a change waiting for approval, else the approved value."""
     shown = {}
@@ -102,7 +106,7 @@ def profile_validate():
     """Check the fields as the partner types; the same rules saving applies."""
     data = {name: request.form.get(name, "") for name in TEXT_FIELDS if name in request.form}
     try:
-        profiles.clean_profile(data, current_app.config)
+        profiles.clean_profile(data, current_app.config, _stored(_partner()))
     except DomainError as err:
         return jsonify({"ok": False, "fields": err.fields})
     return jsonify({"ok": True, "fields": {}})
@@ -116,7 +120,8 @@ def _preview_partner(partner: Partner, state: profiles.ProfileState) -> Partner:
     if request.method == "POST":
         data = {name: request.form.get(name, "") for name in TEXT_FIELDS
                 if name in request.form}
-        for key, value in profiles.clean_profile(data, current_app.config).items():
+        for key, value in profiles.clean_profile(data, current_app.config,
+                                                 _stored(partner)).items():
             setattr(draft, key, value)
         for kind in IMAGE_KINDS:
             if request.form.get(f"remove_{kind}") == "on":
