@@ -43,6 +43,9 @@ def _partner(partner_id: int) -> Partner:
 
 def test_the_admin_fills_in_the_profile_with_a_photo(app, setup):
     client = _client(app, setup["admin"])
+    showroom = client.get("/partner").get_data(as_text=True)
+    assert "Your emails are signed “Northside Advisors”" in showroom
+    assert "Add your name and photo" in showroom and 'href="/partner/profile"' in showroom
     page = client.get("/partner/profile").get_data(as_text=True)
     for words in ("Your profile", "Your name", "Your photo", "Disclosures", "Save profile",
                   'enctype="multipart/form-data"', "No photo yet"):
@@ -61,6 +64,7 @@ def test_the_admin_fills_in_the_profile_with_a_photo(app, setup):
     shown = client.get("/partner/profile").get_data(as_text=True)
     assert "Profile saved" in shown and partner.photo_url in shown
     assert "Remove my photo" in shown
+    assert "Add your name and photo" not in client.get("/partner").get_data(as_text=True)
 
 
 def test_a_bad_value_keeps_what_was_typed_and_saves_nothing(app, setup):
