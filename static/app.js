@@ -14,8 +14,13 @@
   }
 
   function postForm(url, form) {
+    var data = new FormData(form);
+    /* As-you-type checks read text fields only: never upload a chosen file with each key. */
+    form.querySelectorAll("input[type=file][name]").forEach(function (input) {
+      data.delete(input.name);
+    });
     return fetch(url, {
-      method: "POST", body: new FormData(form), credentials: "same-origin",
+      method: "POST", body: data, credentials: "same-origin",
       headers: { "X-CSRFToken": csrf, "Accept": "application/json" }
     }).then(function (r) { return r.json(); });
   }
