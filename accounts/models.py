@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
@@ -22,22 +22,46 @@ class Partner(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     tier: Mapped[str] = mapped_column(String(50), index=True)
     region: Mapped[str] = mapped_column(String(50), index=True)
+    # The profile (accounts/profile.py): the approved values emails use. A change the brand
+    # must approve first waits in partner_profile_changes and is copied here when approved.
     logo_url: Mapped[str | None] = mapped_column(String(2000))
     address: Mapped[str | None] = mapped_column(String(500))
     phone: Mapped[str | None] = mapped_column(String(50))
     website: Mapped[str | None] = mapped_column(String(2000))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    advisor_name: Mapped[str | None] = mapped_column(String(100))
+    title: Mapped[str | None] = mapped_column(String(100))
+    photo_url: Mapped[str | None] = mapped_column(String(2000))
+    signature: Mapped[str | None] = mapped_column(Text)
+    disclosures: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
+    @property
+    def shown_name(self) -> str:
+        """The name emails show for the business: the profile's display name, else the account's."""
+        return self.display_name or self.name
+
+    @property
+    def default_sender_name(self) -> str:
+        """The sender name a new campaign starts with: the advisor, else the business."""
+        return self.advisor_name or self.shown_name
+
     def template_context(self) -> dict:
-        """Return the co-branding fields templates see as `partner.*`."""
+        """Return the co-branding fields templates see as `partner.*` (approved values only)."""
         return {
             "name": self.name,
             "tier": self.tier,
             "region": self.region,
+            "display_name": self.shown_name,
+            "advisor_name": self.advisor_name or "",
+            "title": self.title or "",
+            "photo_url": self.photo_url or "",
             "logo_url": self.logo_url or "",
-            "address": self.address or "",
+            "signature": self.signature or "",
             "phone": self.phone or "",
+            "address": self.address or "",
             "website": self.website or "",
+            "disclosures": self.disclosures or "",
         }
 
 
@@ -79,3 +103,39 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     user: Mapped[User] = relationship()
+
+
+PROFILE_CHANGE_STATUSES = ("pending", "approved", "rejected", "superseded")
+
+
+class ProfileChange(db.Model):
+    """A partner's change to a profile field the brand approves first (accounts/profile.py)."""
+
+    __tablename__ = "partner_profile_changes"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PROFILE_CHANGE_STATUSES!r}", name="status_known"),
+        Index("ix_partner_profile_changes_partner_status", "partner_id", "status"),
+        Index("ix_partner_profile_changes_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(50))
+    value: Mapped[str | None] = mapped_column(Text)  # None: the partner cleared the field
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=clock.now)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None] = mapped_column()
+
+
+class BrandSetting(db.Model):
+    """One brand-wide setting (this deployment serves one brand), e.g. the profile rules."""
+
+    __tablename__ = "brand_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

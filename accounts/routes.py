@@ -1,11 +1,13 @@
-"""HTTP API: identity and partners."""
+"""HTTP API: identity, partners and partner profiles (plus the uploaded images they use)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify, request, send_file
 
-from accounts import services
-from accounts.auth import ANY, current_user, require_roles
+from accounts import media, profile, services
+from accounts.auth import ANY, BRAND, current_user, partner_scope, require_roles
+from core.errors import BadRequest, NotFound, ValidationError
+from core.i18n import _
 from core.validate import Fields, json_body, page_args
 
 bp = Blueprint("accounts", __name__)
@@ -69,3 +71,127 @@ def get_partner(partner_id: int):
 def update_partner(partner_id: int):
     fields = _partner_fields(json_body(), partial=True)
     return jsonify(partner_json(services.update_partner(partner_id, **fields)))
+
+
+# --- the partner profile (accounts/profile.py) and its images (accounts/media.py) -----------
+
+PROFILE_EDITORS = ("brand_admin", "partner_admin")
+
+
+def _profile_partner(partner_id: int) -> int:
+    """Return `partner_id` if the caller may see that partner's profile; else 404."""
+    scope = partner_scope()
+    if scope is not None and scope != partner_id:
+        raise NotFound(_("Partner not found."))
+    return partner_id
+
+
+def change_json(change, partner) -> dict:
+    return {"id": change.id, "partner_id": change.partner_id, "field": change.field,
+            "status": change.status, "value": change.value,
+            "current_value": getattr(partner, change.field), "reason": change.reason,
+            "requested_at": change.requested_at.isoformat(),
+            "decided_at": change.decided_at.isoformat() if change.decided_at else None}
+
+
+def profile_json(state: profile.ProfileState, update: profile.ProfileUpdate | None = None,
+                 image_url: str | None = None) -> dict:
+    out = {"partner_id": state.partner.id, "name": state.partner.name, "fields": state.fields,
+           "approval_required": state.approval_required,
+           "changes": {name: change_json(c, state.partner) for name, c in state.changes.items()}}
+    if update is not None:
+        out["update"] = {"applied": update.applied, "pending": update.pending}
+    if image_url is not None:
+        out["image_url"] = image_url
+    return out
+
+
+@bp.get("/api/partners/<int:partner_id>/profile")
+@require_roles(*ANY)
+def get_profile(partner_id: int):
+    return jsonify(profile_json(profile.get_profile(_profile_partner(partner_id))))
+
+
+@bp.put("/api/partners/<int:partner_id>/profile")
+@require_roles(*PROFILE_EDITORS)
+def put_profile(partner_id: int):
+    partner_id = _profile_partner(partner_id)
+    update = profile.update_profile(partner_id, json_body(), current_user(), current_app.config)
+    return jsonify(profile_json(profile.get_profile(partner_id), update))
+
+
+def _upload(partner_id: int, kind: str):
+    partner_id = _profile_partner(partner_id)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        message = _("Choose an image file to upload (form field “file”).")
+        raise ValidationError(message, {"file": message})
+    data = upload.stream.read(media.MAX_UPLOAD_BYTES + 1)
+    update, url = profile.set_profile_image(partner_id, kind, data, current_user(),
+                                            current_app.config)
+    return jsonify(profile_json(profile.get_profile(partner_id), update, url))
+
+
+@bp.post("/api/partners/<int:partner_id>/profile/photo")
+@require_roles(*PROFILE_EDITORS)
+def upload_profile_photo(partner_id: int):
+    return _upload(partner_id, "photo")
+
+
+@bp.post("/api/partners/<int:partner_id>/profile/logo")
+@require_roles(*PROFILE_EDITORS)
+def upload_profile_logo(partner_id: int):
+    return _upload(partner_id, "logo")
+
+
+@bp.post("/api/partners/<int:partner_id>/profile/approve")
+@require_roles(*BRAND)
+def approve_profile(partner_id: int):
+    data = request.get_json(silent=True) if request.data else {}
+    if not isinstance(data, dict):
+        raise BadRequest(_("Request body must be a JSON object."))
+    decided = profile.approve_changes(partner_id, data.get("fields"), current_user())
+    return jsonify(profile_json(profile.get_profile(partner_id),
+                                profile.ProfileUpdate(applied=decided)))
+
+
+@bp.post("/api/partners/<int:partner_id>/profile/reject")
+@require_roles(*BRAND)
+def reject_profile(partner_id: int):
+    data = json_body()
+    profile.reject_changes(partner_id, data.get("fields"), data.get("reason"), current_user())
+    return jsonify(profile_json(profile.get_profile(partner_id)))
+
+
+@bp.get("/api/profile-changes")
+@require_roles(*BRAND)
+def list_profile_changes():
+    page, per_page = page_args()
+    rows, total = profile.list_pending_changes(page, per_page)
+    return jsonify({"items": [dict(change_json(c, p), partner_name=p.name) for c, p in rows],
+                    "page": page, "per_page": per_page, "total": total})
+
+
+@bp.get("/api/brand/profile-rules")
+@require_roles(*BRAND)
+def get_profile_rules():
+    return jsonify({"approval_required": profile.approval_fields()})
+
+
+@bp.put("/api/brand/profile-rules")
+@require_roles("brand_admin")
+def put_profile_rules():
+    chosen = profile.set_approval_fields(json_body().get("approval_required"), current_user())
+    return jsonify({"approval_required": chosen})
+
+
+@bp.get("/media/<name>")
+def media_file(name: str):
+    """Serve an uploaded image (public: recipients' mail clients load it)."""
+    path = media.local_media_path(name, current_app.config)
+    if path is None:
+        raise NotFound(_("Image not found."))
+    response = send_file(path, mimetype=media.CONTENT_TYPES[name.rsplit(".", 1)[1]],
+                         max_age=31_536_000, conditional=True, etag=True)
+    response.headers["Cache-Control"] = media.CACHE_CONTROL
+    return response

@@ -158,7 +158,7 @@ def clean_overrides(campaign: Campaign, raw: Any, versions: list[TemplateVersion
 
 
 def clean_sender(sender: Any, partner: Partner, user: User) -> tuple[str, str]:
-    """Validate {name, reply_to}; default to the partner's name and the user's address."""
+    """Validate {name, reply_to}; default to the profile's sender name and the user's address."""
     problems: dict[str, str] = {}
     if sender is None:
         sender = {}
@@ -166,7 +166,7 @@ def clean_sender(sender: Any, partner: Partner, user: User) -> tuple[str, str]:
         raise ValidationError("Campaign is invalid.", {"sender": "must be an object"})
     for key in set(sender) - {"name", "reply_to"}:
         problems[f"sender.{key}"] = "is not a sender field"
-    name = sender.get("name") or partner.name
+    name = sender.get("name") or partner.default_sender_name
     if not isinstance(name, str):
         problems["sender.name"] = "must be a string"
     elif CONTROL.search(name):

@@ -33,6 +33,19 @@ SETTINGS: list[tuple[str, str | None, str]] = [
     ("SMTP_TIMEOUT", "30", "Seconds before an SMTP connection attempt or command gives up"),
     ("PROXY_FIX_HOPS", "0", "Proxies in front of the app whose X-Forwarded-* headers to trust "
      "(client IPs for sign-in throttling and bot classification)"),
+    # Partner profiles (accounts/profile.py) and their uploaded images (accounts/media.py).
+    ("BRAND_IMAGE_DOMAINS", "", "Comma-separated domains (subdomains included) a partner's "
+     "profile photo and logo may be linked from, https only; images uploaded in Lastmile are "
+     "always allowed"),
+    ("MEDIA_DIR", None, "Where uploaded profile images are stored when MEDIA_S3_BUCKET is empty "
+     "(served at /media/)"),
+    ("MEDIA_S3_BUCKET", "", "S3-compatible bucket for uploaded profile images (empty: MEDIA_DIR)"),
+    ("MEDIA_S3_REGION", "us-east-1", "Region of MEDIA_S3_BUCKET"),
+    ("MEDIA_S3_ENDPOINT_URL", "", "Override the S3 endpoint (MinIO, R2; tests point it at moto)"),
+    ("MEDIA_S3_ACL", "", "Canned ACL for uploaded images, e.g. public-read (empty: the bucket's "
+     "policy makes them readable)"),
+    ("MEDIA_PUBLIC_URL", "", "Public base URL of uploaded images (default: PUBLIC_BASE_URL/media, "
+     "or the bucket's URL with MEDIA_S3_BUCKET)"),
 ]
 
 
@@ -47,6 +60,8 @@ def load_config(instance_path: str) -> dict:
         cfg["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'lastmile.db'}"
     if not cfg["OUTBOX_DIR"]:
         cfg["OUTBOX_DIR"] = str(Path(instance_path) / "outbox")
+    if not cfg["MEDIA_DIR"]:
+        cfg["MEDIA_DIR"] = str(Path(instance_path) / "media")
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _instance_secret(Path(instance_path))
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]

@@ -13,10 +13,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from accounts import profile
 from accounts import services as accounts
 from accounts.models import Partner, User
 from campaigns.models import Contact
 from core import migrate
+from core.config import ROOT
 from core.db import db
 from journeys import services as journeys
 from journeys.cli import import_starters
@@ -80,6 +82,18 @@ def seed_demo() -> list[tuple[str, str, str]]:
             steps=[{"template_id": ids["offer"], "delay_hours": 0, "when": "always"}],
         )
         journeys.publish_journey(offer.id)
+
+    # One partner with a full profile (its emails are signed by its advisor), one without.
+    northside = partners["Northside Advisors"]
+    if northside.advisor_name is None:
+        brand_admin = db.session.scalar(select(User).where(User.email == "admin@brand.example"))
+        photo = (ROOT / "static" / "sample" / "advisor-photo.png").read_bytes()
+        profile.update_profile(northside.id, {
+            "advisor_name": "Ann Northcott", "title": "Financial Advisor",
+            "signature": "Warm regards,\nAnn",
+            "disclosures": "Securities offered through Example Securities LLC, member "
+                           "FINRA/SIPC. Northside Advisors is independent of Example Securities.",
+        }, brand_admin, current_app.config, images={"photo": photo})
 
     for partner in partners.values():
         if db.session.scalar(select(Contact).where(Contact.partner_id == partner.id).limit(1)):

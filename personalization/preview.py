@@ -54,10 +54,12 @@ def sample_inputs(user: Any, config: Mapping, partner: dict | None = None) -> Pr
 
     `partner` is the `partner.*` fields of the partner previewing its own material (its
     showroom); without it the sample partner stands in. The sender is the user, named after
-    the partner (or "Your Name") when the user has no name.
+    the partner's advisor or business (or "Your Name") when the user has no name.
     """
     partner_fields = dict(SAMPLE_PARTNER) if partner is None else partner
-    fallback = "Your Name" if partner is None else partner_fields["name"]
+    fallback = "Your Name" if partner is None else (
+        partner_fields.get("advisor_name") or partner_fields.get("display_name")
+        or partner_fields["name"])
     return PreviewInputs(contact=sample_contact(), partner=partner_fields,
                          sender={"name": user.name or fallback, "reply_to": user.email},
                          brand=brand_context(config))

@@ -18,7 +18,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 ALLOWED_NAMES = ("slots", "contact", "partner", "sender", "brand", "unsubscribe_url")
 MERGE_FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("email", "first_name", "last_name", "attributes"),
-    "partner": ("name", "tier", "region", "logo_url", "address", "phone", "website"),
+    # The partner's account (name, tier, region) and its profile (accounts.profile.PROFILE_FIELDS;
+    # the approved values only: a change waiting for brand approval is not sent).
+    "partner": ("name", "tier", "region", "display_name", "advisor_name", "title", "photo_url",
+                "logo_url", "signature", "phone", "address", "website", "disclosures"),
     "sender": ("name", "reply_to"),
     "brand": ("name", "from_email"),
 }

@@ -31,8 +31,13 @@
   }
 
   function postForm(url, form) {
+    var data = new FormData(form);
+    /* As-you-type checks read text fields only: never upload a chosen file with each key. */
+    form.querySelectorAll("input[type=file][name]").forEach(function (input) {
+      data.delete(input.name);
+    });
     return fetch(url, {
-      method: "POST", body: new FormData(form), credentials: "same-origin",
+      method: "POST", body: data, credentials: "same-origin",
       headers: { "X-CSRFToken": csrf, "Accept": "application/json" }
     }).then(function (r) { return r.json(); });
   }
@@ -149,6 +154,32 @@
     for (var i = 0; i < select.options.length; i++) {
       if (select.options[i].value === zone) { select.value = zone; break; }
     }
+  });
+
+  /* Profile pictures: show the chosen image at once; refuse one too large before uploading. */
+  document.querySelectorAll("input[type=file][data-image-preview]").forEach(function (input) {
+    var img = document.getElementById(input.dataset.imagePreview);
+    var error = document.querySelector('[data-file-error="' + input.name + '"]');
+    input.addEventListener("change", function () {
+      var file = input.files && input.files[0];
+      if (error) { error.textContent = ""; }
+      input.setAttribute("aria-invalid", "false");
+      if (!file || !img) { return; }
+      if (file.size > parseInt(input.dataset.maxBytes, 10)) {
+        if (error) { error.textContent = input.dataset.tooBig; }
+        input.setAttribute("aria-invalid", "true");
+        input.value = "";
+        return;
+      }
+      var reader = new FileReader();
+      reader.onload = function () {
+        img.src = reader.result;
+        img.hidden = false;
+        var empty = img.parentNode.querySelector(".image-empty");
+        if (empty) { empty.hidden = true; }
+      };
+      reader.readAsDataURL(file);
+    });
   });
 
   /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */

@@ -209,7 +209,9 @@ def test_every_starter_compiles(starter):
     assert 2 <= len(starter["slots"]) <= 5
     assert 'href="{{ unsubscribe_url }}"' in compiled.html
     assert "{{ brand.name }}" in compiled.html and "{{ partner.name }}" in compiled.html
-    assert "{{ contact.first_name" in compiled.html and "{{ sender.name }}" in compiled.html
+    assert "{{ contact.first_name" in compiled.html and "sender.name" in compiled.html
+    # The signature block reads the partner profile (accounts/profile.py).
+    assert "partner.advisor_name" in compiled.html and "{{ partner.disclosures }}" in compiled.html
     assert max(len(line.encode()) for line in compiled.html.split("\n")) <= 998
     assert "@media" in compiled.html  # responsive
 

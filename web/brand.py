@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
+from accounts import profile as profiles
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
 from campaigns import lifecycle
@@ -238,7 +239,11 @@ def approvals():
     rows = [{"campaign": c, "partner": get_partner(c.partner_id),
              "journey": journeys.get_journey(c.journey_id),
              "changes": lifecycle.campaign_changes(c)} for c in pending]
-    return render_template("web/approvals.html", rows=rows)
+    # Partners' profile changes to the fields the brand approves first (accounts/profile.py).
+    profile_changes, _total = profiles.list_pending_changes(1, 200)
+    return render_template("web/approvals.html", rows=rows, profile_changes=profile_changes,
+                           profile_rules=profiles.approval_fields(),
+                           profile_fields=profiles.PROFILE_FIELDS)
 
 
 @bp.post("/brand/approvals/<int:campaign_id>/<any(approve, reject):action>")

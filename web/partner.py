@@ -86,7 +86,8 @@ def _personalize_page(journey, partner, *, campaign: Campaign | None = None,
                               for slot in s["version"].slots} for s in steps}
     user = me()
     sender = sender or ({"name": campaign.sender_name, "reply_to": campaign.sender_reply_to}
-                        if campaign else {"name": partner.name, "reply_to": user.email})
+                        if campaign else {"name": partner.default_sender_name,
+                                          "reply_to": user.email})
     recipients, _ = contacts_service.list_contacts(partner.id, "", 1, PREVIEW_CONTACTS)
     return render_template("web/personalize.html", journey=journey, partner=partner,
                            campaign=campaign, steps=steps, values=values, sender=sender,
