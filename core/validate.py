@@ -120,13 +120,18 @@ def int_arg(name: str, default: int | None = None, *, minimum: int = 0,
 
 
 def _refuse_unstorable_input() -> None:
-    if "\x00" in request.path or any(
-            unstorable_text(v) for values in request.args.listvalues() for v in values):
+    """Refuse NUL characters anywhere in the address (400), or in a query argument or form
+    field (422 naming it, like any invalid field): no column can store them."""
+    if "\x00" in request.path:
         raise BadRequest(_("The address may not contain NUL characters."))
+    fields = {name: str(UNSTORABLE) for name, values in request.args.lists()
+              if any(unstorable_text(v) for v in values)}
     # Multipart bodies (file uploads) are left to their views, which check size first.
-    if request.mimetype == "application/x-www-form-urlencoded" and any(
-            unstorable_text(v) for values in request.form.listvalues() for v in values):
-        raise BadRequest(_("Form fields may not contain NUL characters."))
+    if request.mimetype == "application/x-www-form-urlencoded":
+        fields.update({name: str(UNSTORABLE) for name, values in request.form.lists()
+                       if any(unstorable_text(v) for v in values)})
+    if fields:
+        raise ValidationError(_("Some fields are invalid."), fields)
 
 
 def init_app(app: Flask) -> None:
@@ -182,8 +187,10 @@ def is_http_url(value: str) -> bool:
 def page_args(default_size: int = 50, max_size: int = 500) -> tuple[int, int]:
     """Return (page, per_page) from the query string, 1-based, clamped."""
     try:
-        page = min(MAX_PAGE, max(1, int(request.args.get("page", 1))))
+        page = max(1, int(request.args.get("page", 1)))
         per_page = min(max_size, max(1, int(request.args.get("per_page", default_size))))
     except ValueError as exc:
         raise BadRequest(_("page and per_page must be whole numbers.")) from exc
+    if page > MAX_PAGE:  # past any real list, and its offset would overflow the database
+        raise BadRequest(_("page must be at most %(n)s.", n=MAX_PAGE))
     return page, per_page

@@ -62,16 +62,18 @@ def test_web_pages_with_huge_ids_or_numbers_answer_4xx(world, client):
     assert client.get("/partner/contacts?page=9223372036854775807").status_code == 200  # clamped
     campaign = world["campaign"].id
     assert client.get(f"/partner/campaigns/{campaign}/preview?step={10**20}").status_code == 400
-    assert client.get("/partner/contacts?q=%00").status_code == 400
+    assert client.get("/partner/contacts?q=%00").status_code == 422
 
 
-@pytest.mark.parametrize("query", [
-    "page=9223372036854775807", "page=-5", "per_page=99999999999999999999",
-])
-def test_huge_pages_are_clamped(world, query):
+@pytest.mark.parametrize("query", ["page=-5", "per_page=99999999999999999999"])
+def test_out_of_range_page_sizes_are_clamped(world, query):
     response = world["api"].get(f"/api/contacts?{query}")
     assert response.status_code == 200
     assert response.get_json()["page"] >= 1
+
+
+def test_a_page_past_any_list_is_400(world):
+    assert_error(world["api"].get("/api/contacts?page=9223372036854775807"), 400)
 
 
 @pytest.mark.parametrize("query", [f"step={10**20}", f"contact_id={10**20}", "step=-1",
@@ -128,8 +130,14 @@ def test_lone_surrogate_in_a_quick_send_slot_value_is_refused(world):
 
 
 @pytest.mark.parametrize("path", ["/api/contacts?q=%00", "/api/contacts?q=a%00b"])
-def test_nul_in_a_query_is_400(world, path):
-    assert_error(world["api"].get(path), 400)
+def test_nul_in_a_query_is_422_naming_the_argument(world, path):
+    response = world["api"].get(path)
+    assert_error(response, 422)
+    assert "NUL" in response.get_json()["error"]["fields"]["q"]
+
+
+def test_nul_in_the_path_is_400(world):
+    assert_error(world["api"].get("/api/contacts/%00"), 400)
 
 
 @pytest.mark.parametrize("path,method", [

@@ -62,7 +62,7 @@ def test_list_shows_status_in_words_tags_and_offers_quick_send_only_when_mailabl
     # A NUL in any address is refused at the door with a page saying why; a huge page is
     # clamped.
     bad = client.get("/partner/contacts?q=%00")
-    assert bad.status_code == 400 and "NUL" in text(bad)
+    assert bad.status_code == 422 and "NUL" in text(bad)
     assert client.get("/partner/contacts?page=99999999999999999999").status_code == 200
     # The quick-send page of a contact who cannot be mailed says why and offers no send.
     page = text(client.get(f"/partner/contacts/{gone.id}/quick-send"))

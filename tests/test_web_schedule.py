@@ -64,7 +64,7 @@ def test_bad_times_are_explained_inline_and_change_nothing(app, client):
         # 02:30 on 10 March 2030 does not exist in Chicago: the clocks jump from 2 to 3.
         ({"date": "2030-03-10", "time": "02:30", "timezone": "America/Chicago"}, "skip"),
         ({"date": "2031-06-01", "time": "09:00", "timezone": "UTC"}, "more than a year"),
-        ({"date": "2030-03-05\x00", "time": "09:00", "timezone": "UTC"}, "choose a date"),
+        ({"date": "2030-03-05\x00", "time": "09:00", "timezone": "UTC"}, "NUL characters"),
     ]
     for form, says in cases:
         response = _post(client, campaign, token, when="later", confirm="1", **form)
