@@ -93,17 +93,32 @@ def import_contacts():
     if upload is None:
         raise ValidationError(_("No file was uploaded."), {"file": _("is required")})
     job = imports.start_import(partner_scope(), current_user().id, upload.filename or "",
-                               upload.stream)
+                               upload.stream, request.form)
     response = jsonify(imports.import_json(job))
     response.headers["Location"] = f"/api/imports/{job.id}"
     return response, 202
 
 
+def _import_job(import_id: int) -> ImportJob:
+    job = db.session.get(ImportJob, import_id)
+    if job is not None:
+        db.session.refresh(job)  # the worker writes it on its own connections
+    return visible(job, "Import")
+
+
 @bp.get("/api/imports/<int:import_id>")
 @require_roles(*PARTNER)
 def get_import(import_id: int):
-    job = visible(db.session.get(ImportJob, import_id), "Import")
-    return jsonify(imports.import_json(job))
+    return jsonify(imports.import_json(_import_job(import_id)))
+
+
+@bp.post("/api/imports/<int:import_id>/confirm")
+@require_roles(*PARTNER)
+def confirm_import(import_id: int):
+    job = imports.confirm_import(_import_job(import_id))
+    response = jsonify(imports.import_json(job))
+    response.headers["Location"] = f"/api/imports/{job.id}"
+    return response, 202
 
 
 # ------------------------------------------------------------------------------------- campaigns
