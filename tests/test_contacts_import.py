@@ -312,7 +312,7 @@ def test_attested_consent_is_recorded_on_each_row(partner_api):
     body = job["result"]
     assert job["consent"] == {"mode": "attested", "source": source, "column": None}
     assert body["summary"][0] == f"Consent attested by you: “{source}” is recorded on 2 contacts."
-    assert "1 contact already had a consent record; it was kept." in body["summary"]
+    assert "1 contact already had a consent record; it is kept." in body["summary"]
     rows = contacts_of(partner)
     for email in ("ann@example.com", "nocons@example.com"):
         assert rows[email].consent is True
@@ -702,3 +702,126 @@ def test_the_same_import_on_sqlite(tmp_path):
         assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
         db.session.remove()
         db.engine.dispose()
+
+
+# ------------------------------------------------------------------ the web wizard (pages)
+
+
+@pytest.fixture
+def wizard(app, client):
+    from tests.test_web_pages import PASSWORD, login
+
+    partner = make_partner()
+    user, _ = make_user("partner_user", partner, password=PASSWORD)
+    login(client, user.email)
+    return partner, user
+
+
+def _form_token(client, path: str) -> str:
+    from tests.test_web_pages import page_token
+
+    return page_token(client, path)
+
+
+def test_the_wizard_uploads_maps_checks_then_imports(client, wizard, make_api):
+    partner, _user = wizard
+    maria = make_contact(partner, email="maria@example.com", first_name="Maria",
+                         last_name="Garcia", consent=True)
+    maria.consent_source = "website form"
+    db.session.commit()
+    token = _form_token(client, "/partner/contacts/import")
+    data = ("E-Mail;Vorname;Nachname;Notiz\nmaria@example.com;Maria;Dup;x\n"
+            "zoe@example.com;Zoë;Ærø;y\n")
+    response = client.post("/partner/contacts/import", data={
+        "csrf_token": token, "file": (io.BytesIO(data.encode("cp1252")), "kunden.csv")},
+        content_type="multipart/form-data")
+    assert response.status_code == 302
+    columns_url = response.headers["Location"]
+    assert columns_url.endswith("/columns")
+    page = client.get(columns_url).get_data(as_text=True)
+    assert "Windows-1252" in page and "semicolon" in page and "Zoë" in page
+    assert re.search(r'name="target-0"[^>]*>\s*<option value="email" selected', page)
+
+    base = {"csrf_token": token, "target-0": "email", "target-1": "first_name",
+            "target-2": "last_name", "target-3": "ignore"}
+    no_choice = client.post(columns_url, data=base)
+    assert no_choice.status_code == 422
+    assert "Choose how consent is recorded" in no_choice.get_data(as_text=True)
+    no_source = client.post(columns_url, data={**base, "consent_mode": "attested"})
+    assert no_source.status_code == 422
+    assert "Say where the consent comes from" in no_source.get_data(as_text=True)
+    bad_name = client.post(columns_url, data={**base, "target-3": "attribute", "attr-3": "9x",
+                                              "consent_mode": "none"})
+    assert bad_name.status_code == 422
+    assert "An extra field&#39;s name must be" in bad_name.get_data(as_text=True)
+    assert count(Contact) == 1 and count(ImportChunk) == 1
+
+    checked = client.post(columns_url, data={**base, "consent_mode": "attested",
+                                             "consent_source": "paper form at the branch"})
+    assert checked.status_code == 302
+    status_url = checked.headers["Location"]
+    assert client.get(status_url + "?format=json").json["dry_run"] is True
+    run_import_jobs(client.application)
+    page = client.get(status_url).get_data(as_text=True)
+    assert "nothing imported yet" in page and "Import now" in page
+    assert "<del>Garcia</del> → <ins>Dup</ins>" in page
+    assert contacts_of(partner)["maria@example.com"].last_name == "Garcia"
+
+    # Another partner can neither read nor confirm it.
+    other_client = client.application.test_client()
+    from tests.test_web_pages import PASSWORD, login
+
+    other, _ = make_user("partner_user", make_partner(), password=PASSWORD)
+    login(other_client, other.email)
+    other_token = _form_token(other_client, "/partner/contacts/import")
+    assert other_client.get(columns_url).status_code == 404
+    assert other_client.post(status_url + "/confirm",
+                             data={"csrf_token": other_token}).status_code == 404
+
+    confirmed = client.post(status_url + "/confirm", data={"csrf_token": token})
+    assert confirmed.status_code == 302
+    run_import_jobs(client.application)
+    page = client.get(status_url).get_data(as_text=True)
+    assert "Imported “kunden.csv”" in page
+    rows = contacts_of(partner)
+    assert rows["maria@example.com"].last_name == "Dup"
+    assert (rows["zoe@example.com"].first_name, rows["zoe@example.com"].last_name) == (
+        "Zoë", "Ærø")
+    assert rows["zoe@example.com"].consent_source.startswith("paper form at the branch")
+    assert client.get(columns_url).status_code == 302  # an imported file is not remapped
+
+
+def test_an_upload_the_server_refuses_is_an_inline_error(client, wizard):
+    token = _form_token(client, "/partner/contacts/import")
+    response = client.post("/partner/contacts/import", data={
+        "csrf_token": token, "file": (io.BytesIO(b"PK\x03\x04" + b"\x00" * 64), "list.xlsx")},
+        content_type="multipart/form-data")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "not a CSV file" in html and 'class="field-error"' in html
+    missing = client.post("/partner/contacts/import", data={"csrf_token": token},
+                          content_type="multipart/form-data")
+    assert missing.status_code == 422
+    assert "Choose a CSV file to import." in missing.get_data(as_text=True)
+    assert nothing_stored()
+
+
+def test_the_columns_can_be_read_again_with_another_delimiter(client, wizard):
+    token = _form_token(client, "/partner/contacts/import")
+    response = client.post("/partner/contacts/import", data={
+        "csrf_token": token,
+        "file": (io.BytesIO(b"email;name\nann@example.com;Ann, Lee\n"), "list.csv")},
+        content_type="multipart/form-data")
+    columns_url = response.headers["Location"]
+    job_id = int(columns_url.split("/")[-2])
+    assert db.session.get(ImportJob, job_id).columns == ["email", "name"]
+    delimiter_url = columns_url.replace("/columns", "/delimiter")
+    client.post(delimiter_url, data={"csrf_token": token, "delimiter": "comma"})
+    db.session.expire_all()
+    job = db.session.get(ImportJob, job_id)
+    assert (job.delimiter, job.columns) == (",", ["email;name"])
+    assert "a comma" in client.get(columns_url).get_data(as_text=True)
+    client.post(delimiter_url, data={"csrf_token": token, "delimiter": "semicolon"})
+    db.session.expire_all()
+    job = db.session.get(ImportJob, job_id)
+    assert (job.delimiter, job.columns) == (";", ["email", "name"])

@@ -1,7 +1,7 @@
 """HTTP routes of the web package: the pages for brand marketers, partners and the outbox."""
 
 # Each view module adds its routes to `bp` when imported.
-from web import analytics, auth_views, brand, outbox, partner  # noqa: F401
+from web import analytics, auth_views, brand, imports, outbox, partner  # noqa: F401
 from web.base import bp
 
 __all__ = ["bp"]
