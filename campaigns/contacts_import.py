@@ -105,10 +105,9 @@ DELIMITER_WORDS = {"comma": ",", "semicolon": ";", "tab": "\t", ",": ",", ";": "
 ENCODINGS = {
     "utf-8": ("utf-8", lazy_gettext("UTF-8")),
     "utf-8-sig": ("utf-8-sig", lazy_gettext("UTF-8 with a byte order mark")),
-    "utf-16-le": ("utf-16-le", lazy_gettext("UTF-16 little-endian (Excel “Unicode text”)")),
+    "utf-16-le": ("utf-16-le", lazy_gettext("UTF-16 (Excel “Unicode text”)")),
     "utf-16-be": ("utf-16-be", lazy_gettext("UTF-16 big-endian (“Unicode text”)")),
-    "windows-1252": ("cp1252", lazy_gettext("Windows-1252 (Western European; the file is "
-                                            "not UTF-8)")),
+    "windows-1252": ("cp1252", lazy_gettext("Windows-1252 (Western European)")),
 }
 
 
@@ -171,6 +170,26 @@ def _n(number: int) -> str:
     return f"{number:,}"
 
 
+def count_words(new: int, changed: int, same: int, dry: bool) -> str:
+    """"2 new contacts added; 1 contact you already had changed; 0 already matched the file."."""
+    if dry:
+        parts = [ngettext("%(n)s new contact would be added", "%(n)s new contacts would be added",
+                          new, n=_n(new)),
+                 ngettext("%(n)s contact you already have would change",
+                          "%(n)s contacts you already have would change", changed,
+                          n=_n(changed)),
+                 ngettext("%(n)s already matches the file", "%(n)s already match the file",
+                          same, n=_n(same))]
+    else:
+        parts = [ngettext("%(n)s new contact added", "%(n)s new contacts added", new,
+                          n=_n(new)),
+                 ngettext("%(n)s contact you already had changed",
+                          "%(n)s contacts you already had changed", changed, n=_n(changed)),
+                 ngettext("%(n)s already matched the file", "%(n)s already matched the file",
+                          same, n=_n(same))]
+    return "; ".join(parts) + "."
+
+
 def report_lines(result: dict) -> list[str]:
     """The report in sentences, most important first: consent, then what changes."""
     dry = result.get("dry_run", False)
@@ -198,29 +217,27 @@ def report_lines(result: dict) -> list[str]:
             lines.append(_("Contacts you already had keep their consent as it was."))
     elif mode == "column":
         lines.append(_("Consent comes from the column “%(column)s”: %(yes)s with consent, "
-                       "%(no)s without (answer “no” or empty; they cannot be mailed).",
+                       "%(no)s without (answer “no” or empty: they cannot be mailed).",
                        column=consent.get("column", ""),
                        yes=_n(consent.get("with_consent", 0)),
                        no=_n(consent.get("without_consent", 0))))
     else:
+        recorded = consent.get("recorded", 0)
+        source = consent.get("source", "")
         lines.append(ngettext(
+            "Consent attested by you: “%(source)s” would be recorded on %(n)s contact.",
+            "Consent attested by you: “%(source)s” would be recorded on %(n)s contacts.",
+            recorded, source=source, n=_n(recorded)) if dry else ngettext(
             "Consent attested by you: “%(source)s” is recorded on %(n)s contact.",
             "Consent attested by you: “%(source)s” is recorded on %(n)s contacts.",
-            consent.get("recorded", 0), source=consent.get("source", ""),
-            n=_n(consent.get("recorded", 0))))
+            recorded, source=source, n=_n(recorded)))
         kept = consent.get("kept", 0)
         if kept:
             lines.append(ngettext(
-                "%(n)s contact already had a consent record; it was kept.",
-                "%(n)s contacts already had a consent record; it was kept.", kept, n=_n(kept)))
-    counts = {"new": _n(result.get("created", 0)), "updated": _n(result.get("updated", 0)),
-              "same": _n(result.get("unchanged", 0))}
-    if dry:
-        lines.append(_("%(new)s new contacts would be added, %(updated)s existing contacts "
-                       "would change and %(same)s already match the file.", **counts))
-    else:
-        lines.append(_("%(new)s new contacts added, %(updated)s existing contacts changed, "
-                       "%(same)s already matched the file.", **counts))
+                "%(n)s contact already had a consent record; it is kept.",
+                "%(n)s contacts already had a consent record; it is kept.", kept, n=_n(kept)))
+    lines.append(count_words(result.get("created", 0), result.get("updated", 0),
+                             result.get("unchanged", 0), dry))
     dups = result.get("duplicate_count", 0)
     if dups:
         lines.append(ngettext(
