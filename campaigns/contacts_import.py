@@ -1604,7 +1604,16 @@ def import_json(job: ImportJob) -> dict:
         message = STATUS_WORDS[job.status]
     consent = job_consent(job)
     columns = job.columns or []
-    result = dict(job.result, summary=report_lines(job.result)) if job.result else None
+    result = None
+    if job.result and "dry_run" in job.result:
+        result = dict(job.result, summary=report_lines(job.result))
+    elif job.result:  # a report from before mappings: its counts, in today's shape
+        result = {**ImportReport().to_json(), **job.result,
+                  "consent": {"mode": "none", "column": None, "source": "", "with_consent": 0,
+                              "without_consent": 0, "new_without_consent": 0, "recorded": 0,
+                              "kept": 0},
+                  "summary": [count_words(job.result.get("created", 0),
+                                          job.result.get("updated", 0), 0, False)]}
     return {
         "id": job.id,
         "status": job.status,

@@ -825,3 +825,17 @@ def test_the_columns_can_be_read_again_with_another_delimiter(client, wizard):
     db.session.expire_all()
     job = db.session.get(ImportJob, job_id)
     assert (job.delimiter, job.columns) == (";", ["email", "name"])
+
+
+def test_a_report_from_before_mappings_still_reads(partner_api, spec):
+    partner, api = partner_api
+    job = ImportJob(partner_id=partner.id, user_id=api.user.id, filename="old.csv",
+                    status="done", total_bytes=10, processed_bytes=10, attempts=1, error="",
+                    result={"created": 2, "updated": 1, "rejected": [], "rejected_count": 0,
+                            "rejected_truncated": False})
+    db.session.add(job)
+    db.session.commit()
+    response = api.get(f"/api/imports/{job.id}")
+    conforms(spec, "/api/imports/{import_id}", "get", response)
+    assert response.json["result"]["summary"] == [
+        "2 new contacts added; 1 contact you already had changed; 0 already matched the file."]
