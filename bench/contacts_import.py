@@ -107,7 +107,7 @@ def main() -> int:
     print(f"  baseline raw COPY:            {rows / baseline:8,.0f} rows/s  ({baseline:.2f} s)")
     print(f"  import / baseline = {first / baseline:.2f}x the time (detection, parsing, "
           "validation, duplicates, report, merge)")
-    print(f"  peak Python memory: {peaks[0] / 1e6:.1f} MB at {rows // 10:,} rows, "
+    print(f"  peak Python memory: {peaks[0] / 1e6:.1f} MB at {rows // 4:,} rows, "
           f"{peaks[1] / 1e6:.1f} MB at {rows:,} rows")
     return 0
 
