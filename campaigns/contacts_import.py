@@ -1045,7 +1045,8 @@ def import_queue(connection) -> Queue:  # noqa: ANN001 - redis.Redis
 def _store_upload(partner_id: int, user_id: int, filename: str, stream: IO[bytes],
                   delimiter: str | None = None) -> ImportJob:
     """Stream an upload into import_chunks (checked and detected as it goes); not committed."""
-    job = ImportJob(partner_id=partner_id, user_id=user_id, filename=(filename or "")[:300],
+    filename = _NOT_A_LINE.sub("", filename or "").strip()[:300]
+    job = ImportJob(partner_id=partner_id, user_id=user_id, filename=filename,
                     status="uploaded", total_bytes=0, processed_bytes=0, attempts=0, error="",
                     dry_run=False, consent_source="")
     db.session.add(job)

@@ -839,3 +839,13 @@ def test_a_report_from_before_mappings_still_reads(partner_api, spec):
     conforms(spec, "/api/imports/{import_id}", "get", response)
     assert response.json["result"]["summary"] == [
         "2 new contacts added; 1 contact you already had changed; 0 already matched the file."]
+
+
+def test_nul_bytes_in_names_cells_and_the_filename_change_nothing_else(partner_api):
+    partner, api = partner_api
+    job = finished(api, upload(api, b"email,first_name,note\nann@example.com,A\x00nn,x\x00y\n"
+                                    b"bob@example.com,Bob,ok\n", name="li\x00st\x01.csv"))
+    assert job["filename"] == "list.csv"
+    assert [r["row"] for r in job["result"]["rejected"]] == [2]
+    assert job["result"]["rejected"][0]["reason"] == "contains a NUL character"
+    assert set(contacts_of(partner)) == {"bob@example.com"}

@@ -76,9 +76,8 @@ def _columns_page(job: ImportJob, targets: list[str | None], consent: imports.Co
         rows.append({"index": index, "name": name, "choice": choice,
                      "attribute": attribute or imports.attribute_name(name),
                      "examples": examples})
-    width = max([len(columns)] + [len(r["cells"]) for r in preview])
     return render_template(
-        "web/import_columns.html", job=job, rows=rows, preview=preview, width=width,
+        "web/import_columns.html", job=job, rows=rows, preview=preview,
         consent=consent, errors=errors or {},
         encoding=imports.encoding_words(job.encoding),
         delimiter=imports.delimiter_words(job.delimiter),
