@@ -644,6 +644,8 @@ class ImportPlan:
     targets: list[str | None] | None = None
     consent: Consent | None = None  # None: the consent column if mapped, else none
     consent_record: str = ""  # written to contacts.consent_source when consent is given
+    user_id: int | None = None  # who imports (for the consent history)
+    filename: str = ""
 
 
 def _find_header(reader: Iterator[list[str]]) -> tuple[int, list[str] | None]:
@@ -919,11 +921,11 @@ def _field_changes(row) -> list[dict]:  # noqa: ANN001 - a result row
     return changes
 
 
-def _report_and_merge(partner_id: int, staged: int, consent: Consent, record: str,
+def _report_and_merge(partner_id: int, staged: int, consent: Consent, plan: ImportPlan,
                       report: ImportReport, *, dry_run: bool) -> None:
     postgres = db.engine.dialect.name == "postgresql"
     statements = _merge_sql(postgres, consent.mode)
-    params = {"partner": partner_id, "record": record}
+    params = {"partner": partner_id, "record": plan.consent_record}
     execute = db.session.execute
     execute(sql(statements["resolve"]), params)
     (unique, created, updated, with_consent, new_without, recorded,
@@ -944,15 +946,46 @@ def _report_and_merge(partner_id: int, staged: int, consent: Consent, record: st
         report.duplicates = [{"row": row, "email": email, "first_row": first}
                              for row, email, first in execute(sql(statements["duplicates"]))]
     if not dry_run:
+        now = clock.now()
         merge = sql(statements["merge"]).bindparams(bindparam("now", type_=DateTime()))
-        written = execute(merge, {**params, "now": clock.now()}).rowcount
+        written = execute(merge, {**params, "now": now}).rowcount
         if written != report.created + report.updated:
             log.warning("contact import for partner %s wrote %s rows, expected %s (contacts "
                         "changed during the import)", partner_id, written,
                         report.created + report.updated)
+        _record_consent_history(partner_id, consent, plan, now)
     if not postgres:
         execute(sql("DROP TABLE IF EXISTS temp.import_merge"))
         execute(sql("DROP TABLE IF EXISTS temp.import_rows"))
+
+
+CONSENT_HISTORY = "consent_events"
+CONSENT_DETAIL_MAX = 500
+
+
+def _record_consent_history(partner_id: int, consent: Consent, plan: ImportPlan,
+                            now: object) -> None:
+    """Add a consent-history event for each contact whose consent this import gave or changed.
+
+    The contacts' consent history (table `consent_events`: contact, partner, consent after,
+    source `import`, detail, user, time) comes with the contact records work; until it is in
+    the schema this does nothing, and `contacts.consent_source` alone says where consent came
+    from. One INSERT … SELECT from the merge table: a new contact with consent, or a known
+    one whose consent changed, gets an event; the detail is the attestation, or the file name.
+    """
+    if CONSENT_HISTORY not in db.metadata.tables:
+        return
+    detail = (consent.source if consent.mode == "attested" else plan.filename)
+    db.session.execute(sql(f"""
+        INSERT INTO {CONSENT_HISTORY} (contact_id, partner_id, consent, source, detail, user_id,
+                                       created_at)
+        SELECT c.id, :partner, m.new_consent, 'import', :detail, :user, :now
+        FROM import_merge m JOIN contacts c ON c.partner_id = :partner AND c.email = m.email
+        WHERE (m.contact_id IS NULL AND m.new_consent)
+           OR (m.contact_id IS NOT NULL AND m.new_consent <> m.old_consent)
+        """).bindparams(bindparam("now", type_=DateTime())),  # noqa: S608 - a constant name
+        {"partner": partner_id, "detail": detail[:CONSENT_DETAIL_MAX], "user": plan.user_id,
+         "now": now})
 
 
 def _seekable_head(stream: IO[bytes]) -> bytes:
@@ -1022,8 +1055,7 @@ def _import_rows(partner_id: int, text: IO[str], plan: ImportPlan, report: Impor
             staged = _stage_postgres(rows)
         else:
             staged = _stage_sqlite(rows)
-        _report_and_merge(partner_id, staged, consent, plan.consent_record, report,
-                          dry_run=dry_run)
+        _report_and_merge(partner_id, staged, consent, plan, report, dry_run=dry_run)
         if dry_run:
             db.session.rollback()
         else:
@@ -1428,11 +1460,13 @@ def consent_record(job: ImportJob, consent: Consent) -> str:
 def job_plan(job: ImportJob) -> ImportPlan:
     """The plan a stored job is imported with."""
     if job.mapping is None:  # queued before mappings existed: automatic, as it was then
-        return ImportPlan(encoding=job.encoding or "utf-8", delimiter=job.delimiter or ",")
+        return ImportPlan(encoding=job.encoding or "utf-8", delimiter=job.delimiter or ",",
+                          user_id=job.user_id, filename=job.filename)
     consent = job_consent(job) or Consent("none")
     return ImportPlan(encoding=job.encoding or "utf-8", delimiter=job.delimiter or ",",
                       columns=job.columns, targets=job.mapping, consent=consent,
-                      consent_record=consent_record(job, consent))
+                      consent_record=consent_record(job, consent), user_id=job.user_id,
+                      filename=job.filename)
 
 
 def run_import_job(job_id: int) -> str:
