@@ -1,7 +1,8 @@
 """CSV contact imports that say what they will do: upload → detect → map → dry run → import.
 
 1. **Upload.** `upload_import` (the web wizard) and `start_import` (the API) stream the file
-   into `import_chunks` (1 MiB rows) while checking its size and detecting its encoding:
+   into `import_chunks` (1 MiB rows) while campaigns/csv_files.py checks its size and detects
+   its encoding:
    UTF-8 with or without a byte order mark, UTF-16 LE/BE (Excel's "Unicode text"), and
    Windows-1252 for anything that is not valid UTF-8. The delimiter (comma, semicolon, tab)
    is detected on the first rows by parsing them with each candidate (quoted fields
@@ -31,15 +32,13 @@ keeps it; attributes are merged key by key; consent changes only through a conse
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import itertools
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from json.encoder import encode_basestring as encode_string
@@ -60,10 +59,21 @@ from campaigns.contacts import (
     InvalidEmail,
     normalize_email,
 )
+from campaigns.csv_files import (
+    DELIMITER_WORDS,
+    DELIMITERS,
+    ENCODINGS,
+    UploadCheck,
+    check_import_file,
+    codec_for,
+    read_sample,
+    records,
+    without_bom,
+)
 from campaigns.models import ImportChunk, ImportJob
 from core import clock
 from core.db import db
-from core.errors import DomainError, StateError, TooLarge, ValidationError
+from core.errors import DomainError, StateError, ValidationError
 from core.i18n import _, lazy_gettext, ngettext
 from core.redis import configured_redis
 
@@ -77,14 +87,8 @@ HEARTBEAT_SECONDS = 10
 STALE_AFTER = timedelta(seconds=90)  # no heartbeat this long: the worker is gone
 UPLOAD_KEPT = timedelta(hours=24)  # an upload waiting for its mapping or confirmation
 MAX_ATTEMPTS = 2
-MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
 STAGE_BATCH = 1000  # rows per executemany on SQLite
-PREVIEW_ROWS = 5
-PREVIEW_CELL = 200  # characters of a cell kept for the preview
-SNIFF_CHARS = 64 * 1024
-MAX_COLUMNS = 200
-MAX_HEADER_NAME = 300
 MAX_OPTION_CHARS = 20_000  # the mapping JSON
 MAX_SOURCE = 500  # the consent attestation
 
@@ -97,35 +101,6 @@ FALSE_WORDS = frozenset({"0", "false", "no", "n", "off", "f", "nein", "non", "ne
 
 FIELDS = ("email", "first_name", "last_name", "consent")
 ATTRIBUTE_PREFIX = "attributes."
-DELIMITERS = {",": lazy_gettext("comma"), ";": lazy_gettext("semicolon"),
-              "\t": lazy_gettext("tab")}
-DELIMITER_WORDS = {"comma": ",", "semicolon": ";", "tab": "\t", ",": ",", ";": ";", "\t": "\t"}
-
-# label -> (Python codec, words). Labels are what jobs store and the API reports.
-ENCODINGS = {
-    "utf-8": ("utf-8", lazy_gettext("UTF-8")),
-    "utf-8-sig": ("utf-8-sig", lazy_gettext("UTF-8 with a byte order mark")),
-    "utf-16-le": ("utf-16-le", lazy_gettext("UTF-16 (Excel “Unicode text”)")),
-    "utf-16-be": ("utf-16-be", lazy_gettext("UTF-16 big-endian (“Unicode text”)")),
-    "windows-1252": ("cp1252", lazy_gettext("Windows-1252 (Western European)")),
-}
-
-
-def _c1_controls(exc: UnicodeError) -> tuple[str, int]:
-    """Decode the five bytes Windows-1252 leaves undefined as C1 controls, as browsers do."""
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    return "".join(chr(b) for b in exc.object[exc.start:exc.end]), exc.end
-
-
-codecs.register_error("lastmile-c1", _c1_controls)
-
-
-def _codec(label: str) -> tuple[str, str]:
-    """Return (codec, errors handler) for an encoding label."""
-    return ENCODINGS[label][0], "lastmile-c1" if label == "windows-1252" else "strict"
-
-
 # ------------------------------------------------------------------------------ the report
 
 
@@ -255,221 +230,6 @@ def report_lines(result: dict) -> list[str]:
         lines.append(_("Not imported (set to “Do not import”): %(columns)s.",
                        columns=", ".join(f"“{c}”" for c in ignored)))
     return lines
-
-
-# ------------------------------------------------------------------- upload checks, detection
-
-
-def _not_csv(kind: str) -> ValidationError:
-    return ValidationError(
-        _("This is %(kind)s, not a CSV file. In your spreadsheet program choose "
-          "File → Save as → “CSV UTF-8” (or CSV), then upload that file; nothing was imported.",
-          kind=kind),
-        fields={"file": _("is not a CSV text file")}, code="not_csv")
-
-
-class _UploadCheck:
-    """Checks an upload block by block (size) and detects its encoding as it streams.
-
-    A byte order mark decides (UTF-8, UTF-16 LE/BE); without one, UTF-16 is recognised by
-    its zero bytes, and text is UTF-8 until a byte proves otherwise, then Windows-1252
-    (which decodes every byte). A file that says it is UTF-8 or UTF-16 but is damaged is
-    refused, with the line where it breaks.
-    """
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.line = 1
-        self.head = bytearray()
-        self.label: str | None = None
-        self.decoder: codecs.IncrementalDecoder | None = None
-
-    def feed(self, block: bytes) -> None:
-        self.size += len(block)
-        if self.size > MAX_IMPORT_BYTES:
-            raise TooLarge(_("The file is larger than %(mb)s MB; split it into smaller files.",
-                             mb=MAX_IMPORT_BYTES // (1024 * 1024)))
-        if self.label is None:
-            self.head += block
-            if len(self.head) < 4096:
-                return
-            block, self.head = bytes(self.head), bytearray()
-            self._decide(block)
-        self._decode(block)
-
-    def _decide(self, head: bytes) -> None:
-        if head.startswith(b"PK\x03\x04"):
-            raise _not_csv(_("a spreadsheet workbook (.xlsx) or a zip file"))
-        if head.startswith(b"\xd0\xcf\x11\xe0"):
-            raise _not_csv(_("an Excel 97–2003 workbook (.xls)"))
-        if head.startswith(b"\xef\xbb\xbf"):
-            self.label = "utf-8-sig"
-        elif head.startswith(b"\xff\xfe"):
-            self.label = "utf-16-le"
-        elif head.startswith(b"\xfe\xff"):
-            self.label = "utf-16-be"
-        else:
-            sample = head[:4096]
-            pairs = max(1, len(sample) // 2)
-            even, odd = sample[0::2].count(0), sample[1::2].count(0)
-            if odd > pairs * 0.3 and even < pairs * 0.05:
-                self.label = "utf-16-le"
-            elif even > pairs * 0.3 and odd < pairs * 0.05:
-                self.label = "utf-16-be"
-            else:
-                self.label = "utf-8"
-        self.decoder = codecs.getincrementaldecoder(ENCODINGS[self.label][0])("strict")
-
-    def _decode(self, block: bytes, final: bool = False) -> None:
-        if self.decoder is None:  # Windows-1252: every byte decodes
-            return
-        try:
-            self.decoder.decode(block, final=final)
-        except UnicodeDecodeError as exc:
-            if self.label == "utf-8":
-                self.label, self.decoder = "windows-1252", None
-                return
-            bad_line = self.line + self._newlines(block[: exc.start])
-            raise ValidationError(
-                _("The file says it is %(encoding)s text but is damaged near line %(line)s. "
-                  "Export it again as “CSV UTF-8” and upload it; nothing was imported.",
-                  encoding=ENCODINGS[self.label][1], line=bad_line),
-                fields={"file": _("is damaged text")}, code="bad_encoding") from exc
-        self.line += self._newlines(block)
-
-    def _newlines(self, data: bytes) -> int:
-        if self.label == "utf-16-le":
-            return data.count(b"\n\x00")
-        if self.label == "utf-16-be":
-            return data.count(b"\x00\n")
-        return data.count(b"\n")
-
-    def finish(self) -> str:
-        """Return the detected encoding label once the whole file has been fed."""
-        if self.size == 0:
-            raise ValidationError(_("The file is empty."), fields={"file": _("is empty")})
-        if self.label is None:
-            head, self.head = bytes(self.head), bytearray()
-            self._decide(head)
-            self._decode(head)
-        self._decode(b"", final=True)
-        assert self.label is not None
-        return self.label
-
-
-def check_import_file(stream: IO[bytes]) -> str:
-    """Stream through an uploaded file once (size, encoding), rewind it; return the encoding.
-
-    Runs before anything is written, so a too-large or damaged file changes nothing.
-    """
-    check = _UploadCheck()
-    while block := stream.read(64 * 1024):
-        check.feed(block)
-    label = check.finish()
-    stream.seek(0)
-    return label
-
-
-def detect_delimiter(sample: str, complete: bool = True) -> str:
-    """Pick the delimiter (comma, semicolon or tab) that splits the first rows consistently.
-
-    Each candidate parses the sample with the csv module (so quoted fields holding the
-    others do not mislead it); the winner gives the header at least two columns, then the
-    same number of fields on most rows (80%), then on more rows, then more columns.
-    """
-    if not complete:
-        cut = sample.rfind("\n")
-        sample = sample[: cut + 1] if cut > 0 else sample
-    best, best_score = ",", (False, False, 0.0, 0)
-    for delimiter in DELIMITERS:
-        counts: list[int] = []
-        try:
-            for record in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter):
-                if "".join(record).strip():
-                    counts.append(len(record))
-                if len(counts) > 50:
-                    break
-        except csv.Error:
-            continue
-        if not counts:
-            continue
-        header, rest = counts[0], counts[1:]
-        consistent = sum(1 for n in rest if n == header) / len(rest) if rest else 1.0
-        score = (header >= 2, header >= 2 and consistent >= 0.8, consistent, header)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Yield (row number as a spreadsheet shows it, fields or None, csv error) per record."""
-    row = 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            row += 1
-            yield row, None, str(exc)
-            continue
-        row += 1
-        yield row, fields, ""
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    """The lines, the first without a byte order mark (UTF-16 decodes it as U+FEFF)."""
-    iterator = iter(lines)
-    first = next(iterator, None)
-    return iter(()) if first is None else itertools.chain((first.lstrip("\ufeff"),), iterator)
-
-
-@dataclass
-class Sample:
-    delimiter: str
-    columns: list[str]
-    rows: list[dict]  # [{"row": n, "cells": [...]}]
-
-
-def read_sample(first: bytes, label: str, complete: bool, delimiter: str | None = None
-                ) -> Sample:
-    """Find the header row and the first rows in the file's first chunk."""
-    codec, errors = _codec(label)
-    decoder = codecs.getincrementaldecoder(codec)(errors if errors != "strict" else "replace")
-    text = decoder.decode(first, final=complete).lstrip("\ufeff")
-    if delimiter is None:
-        delimiter = detect_delimiter(text[:SNIFF_CHARS], complete and len(text) <= SNIFF_CHARS)
-    if not complete:  # the last record may be cut by the chunk's end
-        cut = text.rfind("\n")
-        text = text[: cut + 1] if cut > 0 else ""
-    header: list[str] | None = None
-    rows: list[dict] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for row, fields, _error in _records(reader):
-        if fields is None or not "".join(fields).strip():
-            continue
-        if header is None:
-            header = [f.strip() for f in fields]
-            continue
-        rows.append({"row": row, "cells": [f[:PREVIEW_CELL] for f in fields]})
-        if len(rows) >= PREVIEW_ROWS:
-            break
-    if header is None:
-        raise ValidationError(_("The file has no header row."),
-                              fields={"file": _("has no header row")}, code="bad_header")
-    problems: dict[str, str] = {}
-    if len(header) > MAX_COLUMNS:
-        problems["file"] = _("has %(n)s columns; at most %(max)s can be imported",
-                             n=len(header), max=MAX_COLUMNS)
-    if any(len(h) > MAX_HEADER_NAME for h in header):
-        problems["file"] = _("has a column name longer than %(max)s characters",
-                             max=MAX_HEADER_NAME)
-    if any("\x00" in h for h in header):
-        problems["file"] = _("has a NUL character in its header row")
-    if problems:
-        raise ValidationError(_("The CSV header row is not usable; nothing was imported."),
-                              fields=problems, code="bad_header")
-    return Sample(delimiter, header, rows)
 
 
 # ------------------------------------------------------------------------------- the mapping
@@ -650,7 +410,7 @@ class ImportPlan:
 
 def _find_header(reader: Iterator[list[str]]) -> tuple[int, list[str] | None]:
     """Read up to the header row (the first non-empty one); return (its row number, it)."""
-    for row, fields, _error in _records(reader):
+    for row, fields, _error in records(reader):
         if fields is not None and "".join(fields).strip():
             return row, [f.strip() for f in fields]
     return 0, None
@@ -1010,7 +770,7 @@ def import_contacts(partner_id: int, stream: IO[bytes], *, checked: bool = False
         plan = ImportPlan(encoding=label, delimiter=sample.delimiter)
     elif not checked:
         check_import_file(stream)
-    codec, errors = _codec(plan.encoding)
+    codec, errors = codec_for(plan.encoding)
     report = ImportReport(dry_run=dry_run, encoding=plan.encoding, delimiter=plan.delimiter)
     # newline="" lets the csv module see raw line endings inside quoted fields.
     text = io.TextIOWrapper(stream, encoding=codec, errors=errors,  # type: ignore[arg-type]
@@ -1023,7 +783,7 @@ def import_contacts(partner_id: int, stream: IO[bytes], *, checked: bool = False
 
 def _import_rows(partner_id: int, text: IO[str], plan: ImportPlan, report: ImportReport, *,
                  dry_run: bool) -> ImportReport:
-    reader = csv.reader(_without_bom(text), delimiter=plan.delimiter)
+    reader = csv.reader(without_bom(text), delimiter=plan.delimiter)
     row, header = _find_header(reader)
     if header is None:
         raise ValidationError(_("The file has no header row."),
@@ -1083,7 +843,7 @@ def _store_upload(partner_id: int, user_id: int, filename: str, stream: IO[bytes
                     dry_run=False, consent_source="")
     db.session.add(job)
     db.session.flush()
-    check = _UploadCheck()
+    check = UploadCheck()
     buffer = bytearray()
     first: bytes | None = None
     seq = 0

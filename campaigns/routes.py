@@ -15,7 +15,7 @@ from accounts.auth import (
     visible_recipient,
 )
 from accounts.models import Partner
-from campaigns import contacts, lifecycle, members, messages
+from campaigns import contacts, csv_files, lifecycle, members, messages
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
 from campaigns.sending import preview_campaign
@@ -84,9 +84,9 @@ def delete_contact(contact_id: int):
 @require_roles(*PARTNER)
 def import_contacts():
     # Refuse an obviously oversized upload before the multipart parser spools it to disk.
-    if (request.content_length or 0) > imports.MAX_IMPORT_BYTES + 1024 * 1024:
+    if (request.content_length or 0) > csv_files.MAX_IMPORT_BYTES + 1024 * 1024:
         raise TooLarge(_("The file is larger than %(mb)s MB; split it into smaller files.",
-                         mb=imports.MAX_IMPORT_BYTES // (1024 * 1024)))
+                         mb=csv_files.MAX_IMPORT_BYTES // (1024 * 1024)))
     if not (request.mimetype or "").startswith("multipart/form-data"):
         raise BadRequest(_("Upload the CSV as multipart/form-data with a field named file."))
     upload = request.files.get("file")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from campaigns import contacts_import as imports
+from campaigns import csv_files
 from campaigns.contacts import InvalidEmail, normalize_email
 from campaigns.models import Contact, ImportChunk, ImportJob
 from core import clock
@@ -252,10 +253,10 @@ def test_each_delimiter_is_detected_with_quoted_fields(partner_api, delimiter, t
 
 
 def test_delimiter_detection_is_not_fooled_by_quoted_or_decimal_commas():
-    assert imports.detect_delimiter('email,name\n"a@x.org","Lee; Jr."\n"b@x.org","K; L"\n') == ","
-    assert imports.detect_delimiter("email;amount\na@x.org;1,5\nb@x.org;2,75\n") == ";"
-    assert imports.detect_delimiter("email\na@x.org\n") == ","  # one column: any will do
-    assert imports.detect_delimiter("email\tname\na@x.org\tA, B\n") == "\t"
+    assert csv_files.detect_delimiter('email,name\n"a@x.org","Lee; Jr."\n"b@x.org","K; L"\n') == ","
+    assert csv_files.detect_delimiter("email;amount\na@x.org;1,5\nb@x.org;2,75\n") == ";"
+    assert csv_files.detect_delimiter("email\na@x.org\n") == ","  # one column: any will do
+    assert csv_files.detect_delimiter("email\tname\na@x.org\tA, B\n") == "\t"
 
 
 def test_damaged_or_non_csv_files_are_refused_at_once(partner_api):
@@ -496,7 +497,7 @@ def _multipart_file(csv_path, body_path) -> str:
 def test_file_over_50_mb_is_413_and_writes_nothing(partner_api, tmp_path):
     _partner, api = partner_api
     path, body = tmp_path / "big.csv", tmp_path / "body.bin"
-    _big_csv(path, imports.MAX_IMPORT_BYTES + 1024 * 1024)
+    _big_csv(path, csv_files.MAX_IMPORT_BYTES + 1024 * 1024)
     boundary = _multipart_file(path, body)
     with open(body, "rb") as fh:
         response = api.client.post(
@@ -511,7 +512,7 @@ def test_file_over_50_mb_is_413_and_writes_nothing(partner_api, tmp_path):
 def test_counted_stream_enforces_the_limit_without_content_length(partner_api, tmp_path):
     partner, _api = partner_api
     path = tmp_path / "big.csv"
-    _big_csv(path, imports.MAX_IMPORT_BYTES + 1)
+    _big_csv(path, csv_files.MAX_IMPORT_BYTES + 1)
     with open(path, "rb") as fh, pytest.raises(TooLarge):
         imports.import_contacts(partner.id, fh)
     assert count(Contact) == 0
