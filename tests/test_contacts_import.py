@@ -891,3 +891,30 @@ def test_consent_history_is_written_when_the_schema_has_it(partner_api):
             db.session.rollback()
             table.drop(db.engine)
             db.metadata.remove(table)
+
+
+def test_the_merge_join_is_never_a_nested_loop_whatever_the_statistics(partner_api,
+                                                                          monkeypatch):
+    """Stale statistics ("the contacts table is empty") once made a re-import quadratic."""
+    from sqlalchemy import text
+
+    partner, api = partner_api
+    db.session.execute(text("ANALYZE contacts"))  # statistics of an empty table
+    db.session.commit()
+    data = "email,first_name\n" + "".join(f"u{i}@example.com,A{i}\n" for i in range(3000))
+    imported(api, data.encode())
+    plans: list[str] = []
+    real = imports._report_and_merge
+
+    def explained(partner_id, staged, consent, plan, report, *, dry_run):
+        resolve = imports._merge_sql(True, consent.mode)["resolve"]
+        select_only = resolve.replace("CREATE TEMP TABLE import_merge ON COMMIT DROP AS", "")
+        plans.append("\n".join(r[0] for r in db.session.execute(
+            text("EXPLAIN " + select_only), {"partner": partner_id, "record": ""})))
+        return real(partner_id, staged, consent, plan, report, dry_run=dry_run)
+
+    monkeypatch.setattr(imports, "_report_and_merge", explained)
+    body = imported(api, data.replace(",A", ",B").encode(), dry_run="1")
+    assert body["updated"] == 3000
+    assert plans and "Nested Loop" not in plans[0], plans[0]
+    assert "Hash" in plans[0]
