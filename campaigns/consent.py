@@ -10,12 +10,9 @@ Writers record an event in their own transaction (no commit here):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, func, insert, literal, select, update
+from sqlalchemy import Boolean, String, func, insert, literal, select, update
 
 from accounts.models import User
 from campaigns.digest import email_digest
@@ -42,10 +39,6 @@ SUPPRESSION_SOURCES: dict[str, tuple[str, bool | None]] = {
 }
 
 # (user id, file name) of the import job running in this context (campaigns.contacts_import).
-_import_origin: ContextVar[tuple[int | None, str] | None] = ContextVar("lastmile_import_origin",
-                                                                       default=None)
-
-
 def record_consent(contact: Contact, consent: bool | None, source: str, *, detail: str = "",
                    user_id: int | None = None, at: datetime | None = None) -> ConsentEvent:
     """Add one consent event for a contact (no commit)."""
@@ -79,44 +72,6 @@ def record_suppressed_addresses(emails: list[str], reason: str, detail: str = ""
         db.session.execute(update(Contact).where(Contact.email_hash.in_(hashes),
                                                  Contact.consent.is_(True))
                            .values(consent=False, updated_at=now))
-
-
-@contextmanager
-def import_origin(user_id: int | None, filename: str) -> Iterator[None]:
-    """Attribute the consent an import records to its uploader and file (the import job)."""
-    token = _import_origin.set((user_id, filename))
-    try:
-        yield
-    finally:
-        _import_origin.reset(token)
-
-
-def record_import_consent(partner_id: int, inserts: list[dict], updates: list[dict],
-                          existing: dict) -> None:
-    """Record the consent one chunk of a CSV import gave or changed (no commit).
-
-    `inserts` and `updates` are the rows the import wrote, `existing` the contacts it found
-    (by address): a new contact with consent, or a known one whose consent changed, gets an
-    event. One INSERT for the new ones, one executemany for the changed ones.
-    """
-    user_id, filename = _import_origin.get() or (None, "")
-    detail = filename[:DETAIL_MAX]
-    now = clock.now()
-    given = [row["email"] for row in inserts if row.get("consent")]
-    if given:
-        new = select(Contact.id, Contact.partner_id, literal(True, Boolean),
-                     literal("import", String), literal(detail, String),
-                     literal(user_id, Integer), literal(now)
-                     ).where(Contact.partner_id == partner_id, Contact.email.in_(given))
-        db.session.execute(insert(ConsentEvent).from_select(
-            ["contact_id", "partner_id", "consent", "source", "detail", "user_id",
-             "created_at"], new))
-    before = {row.id: row.consent for row in existing.values()}
-    changed = [{"contact_id": row["id"], "partner_id": partner_id, "consent": row["consent"],
-                "source": "import", "detail": detail, "user_id": user_id, "created_at": now}
-               for row in updates if before.get(row["id"]) != row["consent"]]
-    if changed:
-        db.session.execute(insert(ConsentEvent), changed)
 
 
 def consent_history(contact_id: int, page: int = 1, per_page: int = 50

@@ -48,6 +48,9 @@ class Contact(db.Model):
     # suppressions on it, and a brand-wide suppression finds every partner's contact with it.
     email_hash: Mapped[str | None] = mapped_column(
         String(64), Computed("lastmile_email_digest(email)", persisted=True), index=True)
+    # Where the consent came from when a CSV import recorded it: the importer's attestation
+    # ("signed paper form at branch, 2026") or the file's consent column, with who and when.
+    consent_source: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 
@@ -169,7 +172,8 @@ class Send(db.Model):
     contact: Mapped[Contact | None] = relationship()
 
 
-IMPORT_STATUSES = ("queued", "checking", "importing", "done", "failed")
+# `uploaded`: stored and checked, waiting for its column mapping (the web wizard).
+IMPORT_STATUSES = ("uploaded", "queued", "checking", "importing", "done", "failed")
 
 
 class ImportJob(db.Model):
@@ -196,6 +200,14 @@ class ImportJob(db.Model):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     finished_at: Mapped[datetime | None]
+    # Detected at upload, chosen at the mapping step (campaigns/contacts_import.py).
+    dry_run: Mapped[bool] = mapped_column(default=False)  # a check that writes no contact
+    encoding: Mapped[str] = mapped_column(String(20), default="")
+    delimiter: Mapped[str] = mapped_column(String(1), default=",")
+    columns: Mapped[list | None] = mapped_column(JSON)  # the header row
+    preview: Mapped[list | None] = mapped_column(JSON)  # the first rows, until imported
+    mapping: Mapped[list | None] = mapped_column(JSON)  # one field (or null) per column
+    consent_source: Mapped[str] = mapped_column(Text, default="")  # the attestation
 
 
 class ImportChunk(db.Model):

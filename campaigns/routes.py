@@ -15,7 +15,17 @@ from accounts.auth import (
     visible_recipient,
 )
 from accounts.models import Partner
-from campaigns import consent, contacts, erasure, lifecycle, members, messages, schedule, testsend
+from campaigns import (
+    consent,
+    contacts,
+    csv_files,
+    erasure,
+    lifecycle,
+    members,
+    messages,
+    schedule,
+    testsend,
+)
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
 from campaigns.sending import preview_campaign
@@ -101,26 +111,41 @@ def contact_consent(contact_id: int):
 @require_roles(*PARTNER)
 def import_contacts():
     # Refuse an obviously oversized upload before the multipart parser spools it to disk.
-    if (request.content_length or 0) > imports.MAX_IMPORT_BYTES + 1024 * 1024:
+    if (request.content_length or 0) > csv_files.MAX_IMPORT_BYTES + 1024 * 1024:
         raise TooLarge(_("The file is larger than %(mb)s MB; split it into smaller files.",
-                         mb=imports.MAX_IMPORT_BYTES // (1024 * 1024)))
+                         mb=csv_files.MAX_IMPORT_BYTES // (1024 * 1024)))
     if not (request.mimetype or "").startswith("multipart/form-data"):
         raise BadRequest(_("Upload the CSV as multipart/form-data with a field named file."))
     upload = request.files.get("file")
     if upload is None:
         raise ValidationError(_("No file was uploaded."), {"file": _("is required")})
     job = imports.start_import(partner_scope(), current_user().id, upload.filename or "",
-                               upload.stream)
+                               upload.stream, request.form)
     response = jsonify(imports.import_json(job))
     response.headers["Location"] = f"/api/imports/{job.id}"
     return response, 202
 
 
+def _import_job(import_id: int) -> ImportJob:
+    job = db.session.get(ImportJob, import_id)
+    if job is not None:
+        db.session.refresh(job)  # the worker writes it on its own connections
+    return visible(job, "Import")
+
+
 @bp.get("/api/imports/<int:import_id>")
 @require_roles(*PARTNER)
 def get_import(import_id: int):
-    job = visible(db.session.get(ImportJob, import_id), "Import")
-    return jsonify(imports.import_json(job))
+    return jsonify(imports.import_json(_import_job(import_id)))
+
+
+@bp.post("/api/imports/<int:import_id>/confirm")
+@require_roles(*PARTNER)
+def confirm_import(import_id: int):
+    job = imports.confirm_import(_import_job(import_id))
+    response = jsonify(imports.import_json(job))
+    response.headers["Location"] = f"/api/imports/{job.id}"
+    return response, 202
 
 
 # ------------------------------------------------------------------------------------- campaigns

@@ -182,6 +182,15 @@
     });
   });
 
+  /* Import columns: the extra-field name box shows only while "Extra field" is chosen. */
+  document.querySelectorAll("select[data-extra-field]").forEach(function (select) {
+    var box = document.getElementById(select.dataset.extraField);
+    if (!box) { return; }
+    function sync() { box.hidden = select.value !== "attribute"; }
+    select.addEventListener("change", sync);
+    sync();
+  });
+
   /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */
   if (window.Chart) {
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
@@ -15,7 +14,6 @@ from tests.builders import (
     make_partner,
     make_sent_message,
     make_user,
-    run_import_jobs,
 )
 from tests.conftest import SECRET
 
@@ -305,48 +303,6 @@ def test_preview_is_served_with_a_restrictive_policy(client, app):
     assert response.status_code == 200
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert "Spring offer" in response.get_data(as_text=True)
-
-
-def test_csv_import_runs_in_background_and_reports_rows(client, app):
-    from campaigns.contacts import list_contacts
-
-    partner = make_partner(tier="gold")
-    user, _ = make_user("partner_user", partner, password=PASSWORD)
-    login(client, user.email)
-    token = page_token(client, "/partner/contacts")
-    body = b"email,first_name,consent\nann@example.com,Ann,yes\nnot-an-email,Bob,yes\n"
-    response = client.post("/partner/contacts/import", data={
-        "csrf_token": token, "file": (io.BytesIO(body), "list.csv")},
-        content_type="multipart/form-data")
-    assert response.status_code == 302
-    status_url = response.headers["Location"]
-    assert client.get(status_url + "?format=json").json["status"] == "queued"
-    run_import_jobs(app)
-    status = client.get(status_url + "?format=json").json
-    assert status["status"] == "done"
-    assert status["result"]["created"] == 1 and status["result"]["rejected"][0]["row"] == 3
-    html = client.get(status_url).get_data(as_text=True)
-    assert "1</b> created" in html
-    rows, total = list_contacts(partner.id)
-    assert total == 1 and rows[0].email == "ann@example.com"
-    # Another partner cannot read this job.
-    other_user, _ = make_user("partner_user", make_partner(), password=PASSWORD)
-    client.post("/logout", data={"csrf_token": token})
-    login(client, other_user.email)
-    assert client.get(status_url).status_code == 404
-
-
-def test_an_upload_the_server_refuses_is_an_inline_error(client, app):
-    partner = make_partner(tier="gold")
-    user, _ = make_user("partner_user", partner, password=PASSWORD)
-    login(client, user.email)
-    token = page_token(client, "/partner/contacts")
-    response = client.post("/partner/contacts/import", data={
-        "csrf_token": token, "file": (io.BytesIO("email\nzoé@x.com\n".encode("latin-1")),
-                                      "list.csv")},
-        content_type="multipart/form-data")
-    assert response.status_code == 422
-    assert "not UTF-8 text" in response.get_data(as_text=True)
 
 
 def test_add_members_shows_exclusion_reasons(client, app):

@@ -9,12 +9,10 @@ from flask_babel import get_locale
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
 from campaigns import contacts as contacts_service
-from campaigns import contacts_import as imports
 from campaigns import lifecycle, members, messages, schedule, testsend, values
-from campaigns.models import Campaign, ImportJob
+from campaigns.models import Campaign
 from campaigns.sending import preview_campaign
 from core import clock
-from core.db import db
 from core.errors import DomainError
 from core.i18n import _, lazy_gettext, ngettext
 from core.validate import MAX_PAGE, int_arg
@@ -22,7 +20,6 @@ from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
 from web.base import bp, me, preview_problems, preview_response
-from web.contacts import contacts_page as _contacts_page
 
 PREVIEW_CONTACTS = 100
 ADD_ALL_LIMIT = 10_000
@@ -181,35 +178,6 @@ def personalize_preview(journey_id: int):
 
 
 # --- contacts (the list and contact pages live in web/contacts.py) ----------------------------
-
-@bp.post("/partner/contacts/import")
-@require_roles(*PARTNER)
-def contacts_import():
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        return _contacts_page(errors={"file": _("Choose a CSV file to import.")}, status=422)
-    try:
-        job = imports.start_import(me().partner_id, me().id, upload.filename, upload.stream)
-    except DomainError as err:
-        return _contacts_page(errors={"file": err.message}, status=err.status)
-    return redirect(url_for("web.contacts_import_status", job_id=job.id))
-
-
-def _job(job_id: int) -> ImportJob:
-    job = db.session.get(ImportJob, job_id)
-    if job is not None:
-        db.session.refresh(job)  # the worker writes it on its own connections
-    return visible(job, "Import")
-
-
-@bp.get("/partner/contacts/imports/<int:job_id>")
-@require_roles(*PARTNER)
-def contacts_import_status(job_id: int):
-    job = _job(job_id)
-    if request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json":
-        return jsonify(imports.import_json(job))
-    return render_template("web/import.html", job=job, info=imports.import_json(job))
-
 
 @bp.route("/partner/contacts/<int:contact_id>/quick-send", methods=["GET", "POST"])
 @require_roles(*PARTNER)
