@@ -21,6 +21,7 @@ from core.validate import MAX_PAGE, int_arg
 from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
+from web import labels
 from web.base import bp, me, preview_problems, preview_response
 from web.contacts import contacts_page as _contacts_page
 
@@ -171,7 +172,9 @@ def personalize_preview(journey_id: int):
                                                    [s["version"] for s in steps])
         sender_name, reply_to = values.clean_sender(_sender_from_form(), partner, me())
     except DomainError as err:
-        return preview_problems("Fix these values to see the preview:", err.fields)
+        return preview_problems(_("Fix these values to see the preview:"), {
+            labels.field_label(k, [s["version"] for s in steps]): v
+            for k, v in (err.fields or {}).items()})
     # An unsaved campaign (never added to the session) previews exactly as it would be sent.
     draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
                      slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
@@ -211,27 +214,12 @@ def contacts_import_status(job_id: int):
     return render_template("web/import.html", job=job, info=imports.import_json(job))
 
 
-@bp.route("/partner/contacts/<int:contact_id>/quick-send", methods=["GET", "POST"])
+@bp.get("/partner/contacts/<int:contact_id>/quick-send")
 @require_roles(*PARTNER)
 def quick_send(contact_id: int):
-    partner = _partner()
+    """A contact's quick send: the flow on /partner/quick-send (web/quick_send.py)."""
     contact = visible(contacts_service.get_contact(contact_id), "Contact")
-    options = [j for j in journeys.catalog_for(partner) if j.quick_send]
-    if request.method == "GET":
-        status = contacts_service.contact_status(contact)
-        return render_template("web/quick_send.html", contact=contact, journeys=options,
-                               reason=None if status == "mailable"
-                               else contacts_service.STATUS_REASONS[status])
-    journey_id = request.form.get("journey_id", "")
-    try:
-        campaign, _result = lifecycle.quick_send(partner, me(), {
-            "journey_id": int(journey_id) if journey_id.isdigit() else journey_id,
-            "contact_ids": [contact.id]})
-    except DomainError as err:
-        flash(f"Not sent: {err.message}", "error")
-        return redirect(url_for("web.quick_send", contact_id=contact.id))
-    flash(f"Quick send to {contact.email}: {campaign.status.replace('_', ' ')}.", "ok")
-    return redirect(url_for("web.campaign", campaign_id=campaign.id))
+    return redirect(url_for("web.quick_send_flow", contact_ids=contact.id))
 
 
 # --- campaigns ------------------------------------------------------------------------------

@@ -160,10 +160,10 @@ def test_partner_sends_marketer_approves_and_sees_engagement(app, people, tmp_pa
     page.click("button:text('Add all')")
     expect(page.locator(".add-result")).to_contain_text("1 contact added")
     expect(page.locator("table.exclusions")).to_contain_text("bob@example.com")
-    expect(page.locator("table.exclusions")).to_contain_text("no consent")
+    expect(page.locator("table.exclusions")).to_contain_text("No consent to email")
     page.click("#send button[value=now]")  # "Submit for approval", then the page asks
     page.click("button:text('Yes, submit for approval')")
-    expect(page.locator("#campaign-status")).to_have_text("pending approval")
+    expect(page.locator("#campaign-status")).to_have_text("Waiting for brand approval")
 
     # The marketer sees only what changed, and approves.
     m = people(marketer.email)
