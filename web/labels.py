@@ -32,6 +32,17 @@ MESSAGE_STATUS = {
     "skipped": lazy_gettext("Skipped: the step's condition was not met"),
     "cancelled": lazy_gettext("Cancelled"),
     "sending": lazy_gettext("Being sent"),
+    "pending": lazy_gettext("Not sent yet"),
+}
+
+# The campaign page's count tiles: short words for the same codes.
+MESSAGE_COUNT = {
+    "queued": lazy_gettext("waiting to go"),
+    "sending": lazy_gettext("being sent"),
+    "sent": lazy_gettext("sent"),
+    "retry": lazy_gettext("trying again"),
+    "failed": lazy_gettext("could not be sent"),
+    "suppressed": lazy_gettext("cannot be emailed"),
 }
 
 EXCLUSION_REASON = {
@@ -92,6 +103,10 @@ def message_status(code: str | None) -> str:
     return _words(MESSAGE_STATUS, code)
 
 
+def message_count(code: str | None) -> str:
+    return _words(MESSAGE_COUNT, code)
+
+
 def exclusion_reason(code: str | None) -> str:
     return _words(EXCLUSION_REASON, code)
 
@@ -135,5 +150,6 @@ def field_errors_in_words(fields: dict | None, versions: list | None = None) -> 
 
 
 FILTERS = {"campaign_status": campaign_status, "message_status": message_status,
+           "message_count": message_count,
            "exclusion_reason": exclusion_reason, "message_reason": message_reason,
            "journey_status": journey_status}

@@ -441,11 +441,14 @@ def campaign_action(campaign_id: int, action: str):
     try:
         if action == "launch":
             status = lifecycle.launch_campaign(campaign)
-            flash("Sent for brand approval." if status == "pending_approval"
-                  else "Launched: the first messages are on their way.", "ok")
+            flash(_("Sent for brand approval. Once the brand approves it, it goes out straight "
+                    "away.") if status == "pending_approval"
+                  else _("Launched: the first messages are on their way."), "ok")
         else:
             STATE_ACTIONS[action](campaign)
-            flash(str(STATE_DONE.get(action, f"Campaign {campaign.status}.")), "ok")
+            done = STATE_DONE.get(action) or _("Done. The campaign is now: %(status)s.",
+                                                status=labels.campaign_status(campaign.status))
+            flash(str(done), "ok")
     except DomainError as err:
         flash(err.message, "error")
     return redirect(url_for("web.campaign", campaign_id=campaign.id))
