@@ -72,7 +72,7 @@ def test_quick_send_choose_personalize_preview_confirm(app, people):
     snap(page, "quick-send-confirm")
     page.click("button:text('Yes, send now')")
     expect(page.locator(".flash.ok")).to_contain_text("is on its way to 2 clients")
-    expect(page.locator("#campaign-status")).to_have_text(re.compile("Scheduled|Sending"))
+    expect(page.locator("#campaign-status")).to_have_text(re.compile("Starting|Sending"))
     snap(page, "quick-send-sent")
 
     # An approval journey from the contact page: submit, and the page says what happens next.

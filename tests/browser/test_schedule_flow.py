@@ -80,7 +80,8 @@ def test_partner_schedules_a_minute_ahead_and_sends_a_test(app, people, tmp_path
         status = page.locator("#schedule-status")
         expect(status).to_contain_text(
             "Scheduled: goes to 3 clients at Mon 6 May, 9:01 America/Chicago.")
-        expect(page.locator("#campaign-status")).to_have_text("Scheduled")
+        expect(page.locator("#campaign-status")).to_have_text(
+            "Scheduled for Mon 6 May, 9:01 America/Chicago")
         preview_shown(page)
         snap(page, "schedule-scheduled")
 
@@ -89,7 +90,8 @@ def test_partner_schedules_a_minute_ahead_and_sends_a_test(app, people, tmp_path
         clock.advance(seconds=59)
         drain(app)
         page.reload()
-        expect(page.locator("#campaign-status")).to_have_text("Scheduled")
+        expect(page.locator("#campaign-status")).to_have_text(
+            "Scheduled for Mon 6 May, 9:01 America/Chicago")
         expect(page.locator('[data-count="sent"] b')).to_have_text("0")
         p.go("/outbox")
         expect(page.locator("table.outbox")).not_to_contain_text("client0@example.com")
