@@ -191,6 +191,19 @@
     sync();
   });
 
+  /* Contacts list: the quick-send button says how many clients are ticked. */
+  document.querySelectorAll("form.quick-select").forEach(function (form) {
+    var button = form.querySelector("button[data-count-label]");
+    if (!button) { return; }
+    function update() {
+      var n = form.querySelectorAll('input[name="contact_ids"]:checked').length;
+      button.textContent = button.dataset.countLabel.replace("{n}", n);
+      button.disabled = n === 0;
+    }
+    form.addEventListener("change", update);
+    update();
+  });
+
   /* Charts: <canvas data-chart='{"type": ..., "data": ...}'> drawn with the vendored Chart.js. */
   if (window.Chart) {
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {

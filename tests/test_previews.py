@@ -249,5 +249,5 @@ def test_the_personalization_preview_lists_the_values_to_fix(app, client):
     body = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<p>Fix these values to see the preview:</p>" in body
-    assert "<li><b>steps.0.headline</b>: must be at most 80 characters</li>" in body
+    assert "<li><b>Step 1 · Headline</b>: must be at most 80 characters</li>" in body
     assert "<i>" not in body

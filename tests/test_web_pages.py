@@ -319,7 +319,7 @@ def test_add_members_shows_exclusion_reasons(client, app):
     html = response.get_data(as_text=True)
     assert "1 contact added" in html
     exclusions = html.split('class="list exclusions"')[1].split("</table>")[0]
-    assert "no@example.com" in exclusions and "no consent" in exclusions
+    assert "no@example.com" in exclusions and "No consent to email" in exclusions
 
 
 def test_outbox_lists_and_shows_messages(client, app, marketer):

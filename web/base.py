@@ -13,7 +13,7 @@ from accounts.models import BRAND_ROLES, User
 from campaigns.states import EDITABLE, allowed
 from core.errors import Unauthorized
 from journeys import states as journey_states
-from web import csrf
+from web import csrf, labels
 
 bp = Blueprint("web", __name__)
 
@@ -55,6 +55,10 @@ def _install(state: BlueprintSetupState) -> None:
     # One function for both tables (it picks by model); two names so pages read plainly.
     app.jinja_env.globals["journey_can"] = journey_states.allowed
     app.jinja_env.globals["template_can"] = journey_states.allowed
+    # Words, not codes: status and reason codes become words (web/labels.py).
+    app.jinja_env.filters.update(labels.FILTERS)
+    app.jinja_env.globals["field_errors_in_words"] = labels.field_errors_in_words
+    app.jinja_env.globals["field_label"] = labels.field_label
 
 
 @bp.errorhandler(Unauthorized)

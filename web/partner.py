@@ -19,6 +19,7 @@ from core.validate import MAX_PAGE, int_arg
 from journeys import services as journeys
 from personalization.preview import preview_version, sample_inputs
 from tracking import analytics
+from web import labels
 from web.base import bp, me, preview_problems, preview_response
 
 PREVIEW_CONTACTS = 100
@@ -168,7 +169,9 @@ def personalize_preview(journey_id: int):
                                                    [s["version"] for s in steps])
         sender_name, reply_to = values.clean_sender(_sender_from_form(), partner, me())
     except DomainError as err:
-        return preview_problems("Fix these values to see the preview:", err.fields)
+        return preview_problems(_("Fix these values to see the preview:"), {
+            labels.field_label(k, [s["version"] for s in steps]): v
+            for k, v in (err.fields or {}).items()})
     # An unsaved campaign (never added to the session) previews exactly as it would be sent.
     draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
                      slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
@@ -179,27 +182,12 @@ def personalize_preview(journey_id: int):
 
 # --- contacts (the list and contact pages live in web/contacts.py) ----------------------------
 
-@bp.route("/partner/contacts/<int:contact_id>/quick-send", methods=["GET", "POST"])
+@bp.get("/partner/contacts/<int:contact_id>/quick-send")
 @require_roles(*PARTNER)
 def quick_send(contact_id: int):
-    partner = _partner()
+    """A contact's quick send: the flow on /partner/quick-send (web/quick_send.py)."""
     contact = visible(contacts_service.get_contact(contact_id), "Contact")
-    options = [j for j in journeys.catalog_for(partner) if j.quick_send]
-    if request.method == "GET":
-        status = contacts_service.contact_status(contact)
-        return render_template("web/quick_send.html", contact=contact, journeys=options,
-                               reason=None if status == "mailable"
-                               else contacts_service.STATUS_REASONS[status])
-    journey_id = request.form.get("journey_id", "")
-    try:
-        campaign, _result = lifecycle.quick_send(partner, me(), {
-            "journey_id": int(journey_id) if journey_id.isdigit() else journey_id,
-            "contact_ids": [contact.id]})
-    except DomainError as err:
-        flash(f"Not sent: {err.message}", "error")
-        return redirect(url_for("web.quick_send", contact_id=contact.id))
-    flash(f"Quick send to {contact.email}: {campaign.status.replace('_', ' ')}.", "ok")
-    return redirect(url_for("web.campaign", campaign_id=campaign.id))
+    return redirect(url_for("web.quick_send_flow", contact_ids=contact.id))
 
 
 # --- campaigns ------------------------------------------------------------------------------
@@ -421,11 +409,14 @@ def campaign_action(campaign_id: int, action: str):
     try:
         if action == "launch":
             status = lifecycle.launch_campaign(campaign)
-            flash("Sent for brand approval." if status == "pending_approval"
-                  else "Launched: the first messages are on their way.", "ok")
+            flash(_("Sent for brand approval. Once the brand approves it, it goes out straight "
+                    "away.") if status == "pending_approval"
+                  else _("Launched: the first messages are on their way."), "ok")
         else:
             STATE_ACTIONS[action](campaign)
-            flash(str(STATE_DONE.get(action, f"Campaign {campaign.status}.")), "ok")
+            done = STATE_DONE.get(action) or _("Done. The campaign is now: %(status)s.",
+                                                status=labels.campaign_status(campaign.status))
+            flash(str(done), "ok")
     except DomainError as err:
         flash(err.message, "error")
     return redirect(url_for("web.campaign", campaign_id=campaign.id))

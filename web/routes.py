@@ -10,6 +10,7 @@ from web import (  # noqa: F401 - each module registers its views on bp
     outbox,
     partner,
     profile,
+    quick_send,
 )
 from web.base import bp
 

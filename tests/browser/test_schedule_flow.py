@@ -80,7 +80,8 @@ def test_partner_schedules_a_minute_ahead_and_sends_a_test(app, people, tmp_path
         status = page.locator("#schedule-status")
         expect(status).to_contain_text(
             "Scheduled: goes to 3 clients at Mon 6 May, 9:01 America/Chicago.")
-        expect(page.locator("#campaign-status")).to_have_text("scheduled")
+        expect(page.locator("#campaign-status")).to_have_text(
+            "Scheduled for Mon 6 May, 9:01 America/Chicago")
         preview_shown(page)
         snap(page, "schedule-scheduled")
 
@@ -89,7 +90,8 @@ def test_partner_schedules_a_minute_ahead_and_sends_a_test(app, people, tmp_path
         clock.advance(seconds=59)
         drain(app)
         page.reload()
-        expect(page.locator("#campaign-status")).to_have_text("scheduled")
+        expect(page.locator("#campaign-status")).to_have_text(
+            "Scheduled for Mon 6 May, 9:01 America/Chicago")
         expect(page.locator('[data-count="sent"] b')).to_have_text("0")
         p.go("/outbox")
         expect(page.locator("table.outbox")).not_to_contain_text("client0@example.com")
@@ -99,7 +101,7 @@ def test_partner_schedules_a_minute_ahead_and_sends_a_test(app, people, tmp_path
         drain(app)
         p.go(f"/partner/campaigns/{campaign.id}")
         expect(page.locator('[data-count="sent"] b')).to_have_text("3")
-        expect(page.locator("#campaign-status")).to_have_text("running")
+        expect(page.locator("#campaign-status")).to_have_text("Sending")
         p.go("/outbox")
         for n in range(3):
             expect(page.locator("table.outbox")).to_contain_text(f"client{n}@example.com")
@@ -125,7 +127,7 @@ def test_under_approval_the_page_says_what_happens_next(app, people):
     expect(page.locator("#send")).to_contain_text(
         "Once the brand approves it, it goes to 1 client at Tue 7 May, 8:30 Europe/Oslo")
     page.click("button:text('Yes, submit for approval')")
-    expect(page.locator("#campaign-status")).to_have_text("pending approval")
+    expect(page.locator("#campaign-status")).to_have_text("Waiting for brand approval")
     expect(page.locator("#schedule-status")).to_contain_text(
         re.compile(r"Once approved, it goes out at Tue 7 May, 8:30 Europe/Oslo"))
     preview_shown(page, "Hello from us")

@@ -161,10 +161,10 @@ def test_partner_sends_marketer_approves_and_sees_engagement(app, people, tmp_pa
     page.click("button:text('Add all')")
     expect(page.locator(".add-result")).to_contain_text("1 contact added")
     expect(page.locator("table.exclusions")).to_contain_text("bob@example.com")
-    expect(page.locator("table.exclusions")).to_contain_text("no consent")
+    expect(page.locator("table.exclusions")).to_contain_text("No consent to email")
     page.click("#send button[value=now]")  # "Submit for approval", then the page asks
     page.click("button:text('Yes, submit for approval')")
-    expect(page.locator("#campaign-status")).to_have_text("pending approval")
+    expect(page.locator("#campaign-status")).to_have_text("Waiting for brand approval")
 
     # The marketer sees only what changed, and approves.
     m = people(marketer.email)
@@ -259,11 +259,13 @@ def test_hostile_text_stays_text_and_forms_need_their_token(app, people):
     expect(page.locator("input[name=v-0-headline]")).to_have_value(
         "<script>alert('slot')</script>")
 
-    # Quick send from a contact's row: two clicks.
+    # Quick send from a contact's row: choose, preview, confirm; the name stays text.
     p.go("/partner/contacts")
     page.locator("tr", has_text="mallory@example.com").locator("text=Quick send").click()
-    page.click("button:text('now')")
-    expect(page.locator(".flash.ok")).to_contain_text("Quick send to mallory@example.com")
+    page.click("button:text('Choose “Quick hello”')")
+    page.click("button:text('Next: preview')")
+    page.click("button:text('Yes, send now')")
+    expect(page.locator(".flash.ok")).to_contain_text("<script>alert('name')</script>")
 
     # A form posted without its CSRF token is refused.
     p.go("/partner/contacts")

@@ -1,0 +1,155 @@
+"""Words, not codes: the one place that turns status and reason codes into words people read.
+
+Pages use the Jinja filters registered in web/base.py: `{{ campaign.status | campaign_status }}`,
+`{{ send.status | message_status }}`, `{{ row.reason | exclusion_reason }}`, and
+`field_errors_in_words(fields, versions)` for error lists keyed like ``steps.0.headline``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.i18n import _, lazy_gettext
+
+CAMPAIGN_STATUS = {
+    "draft": lazy_gettext("Draft: not sent yet"),
+    "pending_approval": lazy_gettext("Waiting for brand approval"),
+    "rejected": lazy_gettext("Not approved by the brand"),
+    "scheduled": lazy_gettext("Scheduled"),
+    "running": lazy_gettext("Sending"),
+    "paused": lazy_gettext("Paused"),
+    "completed": lazy_gettext("Sent"),
+    "cancelled": lazy_gettext("Cancelled"),
+}
+
+MESSAGE_STATUS = {
+    "queued": lazy_gettext("Waiting to be sent"),
+    "claimed": lazy_gettext("Being sent"),
+    "sent": lazy_gettext("Sent"),
+    "retry": lazy_gettext("Trying again soon"),
+    "failed": lazy_gettext("Could not be sent"),
+    "suppressed": lazy_gettext("Not sent: this person cannot be emailed"),
+    "skipped": lazy_gettext("Skipped: the step's condition was not met"),
+    "cancelled": lazy_gettext("Cancelled"),
+    "sending": lazy_gettext("Being sent"),
+    "pending": lazy_gettext("Not sent yet"),
+}
+
+# The campaign page's count tiles: short words for the same codes.
+MESSAGE_COUNT = {
+    "queued": lazy_gettext("waiting to go"),
+    "sending": lazy_gettext("being sent"),
+    "sent": lazy_gettext("sent"),
+    "retry": lazy_gettext("trying again"),
+    "failed": lazy_gettext("could not be sent"),
+    "suppressed": lazy_gettext("cannot be emailed"),
+}
+
+EXCLUSION_REASON = {
+    "no_consent": lazy_gettext("No consent to email"),
+    "unsubscribed": lazy_gettext("Unsubscribed"),
+    "bounced": lazy_gettext("Email address bounced"),
+    "complained": lazy_gettext("Marked an email as spam"),
+    "manual": lazy_gettext("Blocked by the brand"),
+    "suppressed": lazy_gettext("Blocked by the brand"),
+    "duplicate": lazy_gettext("Already in this campaign"),
+    "already_member": lazy_gettext("Already in this campaign"),
+    "not_found": lazy_gettext("Contact not found (perhaps deleted)"),
+}
+
+MESSAGE_REASON = {
+    "campaign_cancelled": lazy_gettext("the campaign was cancelled"),
+    "contact_erased": lazy_gettext("the contact was deleted"),
+}
+
+JOURNEY_STATUS = {
+    "draft": lazy_gettext("Draft"),
+    "published": lazy_gettext("Published"),
+    "archived": lazy_gettext("Archived"),
+    "retired": lazy_gettext("Retired"),
+}
+
+# Keys of campaign forms other than slot values.
+FIELD_LABELS = {
+    "name": lazy_gettext("Campaign name"),
+    "sender.name": lazy_gettext("Sender name"),
+    "sender.reply_to": lazy_gettext("Reply-to"),
+    "send_at": lazy_gettext("Send time"),
+    "date": lazy_gettext("Date"),
+    "time": lazy_gettext("Time"),
+    "timezone": lazy_gettext("Time zone"),
+    "contact_ids": lazy_gettext("Recipients"),
+    "journey_id": lazy_gettext("Email"),
+    "status": lazy_gettext("Status"),
+    "members": lazy_gettext("Recipients"),
+    "slot_values": lazy_gettext("Your texts"),
+}
+
+_STEP_KEY = re.compile(r"^steps\.(\d+)\.(.+)$")
+
+
+def _words(table: dict, code: str | None) -> str:
+    if not code:
+        return ""
+    label = table.get(code)
+    return str(label) if label is not None else str(code).replace("_", " ").capitalize()
+
+
+def campaign_status(code: str | None) -> str:
+    return _words(CAMPAIGN_STATUS, code)
+
+
+def message_status(code: str | None) -> str:
+    return _words(MESSAGE_STATUS, code)
+
+
+def message_count(code: str | None) -> str:
+    return _words(MESSAGE_COUNT, code)
+
+
+def exclusion_reason(code: str | None) -> str:
+    return _words(EXCLUSION_REASON, code)
+
+
+def message_reason(code: str | None) -> str:
+    """Why a message was not sent, in words (suppression reasons, cancellations, conditions)."""
+    if not code:
+        return ""
+    if code.startswith("condition:"):
+        return _("the step's condition was not met")
+    if code in MESSAGE_REASON:
+        return str(MESSAGE_REASON[code])
+    return exclusion_reason(code).lower() if code in EXCLUSION_REASON else \
+        code.replace("_", " ")
+
+
+def journey_status(code: str | None) -> str:
+    return _words(JOURNEY_STATUS, code)
+
+
+def field_label(key: str, versions: list | None = None) -> str:
+    """Say which field a key names: ``steps.0.headline`` → "Step 1 · Headline"."""
+    match = _STEP_KEY.match(key)
+    if match:
+        index, name = int(match.group(1)), match.group(2)
+        label = name.replace("_", " ").capitalize()
+        if versions and index < len(versions):
+            for slot in versions[index].slots or []:
+                if slot.get("name") == name:
+                    label = slot.get("label") or label
+                    break
+        return _("Step %(n)d · %(label)s", n=index + 1, label=label)
+    if key in FIELD_LABELS:
+        return str(FIELD_LABELS[key])
+    return key.replace("_", " ").replace(".", " · ").capitalize()
+
+
+def field_errors_in_words(fields: dict | None, versions: list | None = None) -> list[str]:
+    """Turn {key: problem} into lines a partner reads: "Step 1 · Headline: at most 80 ..."."""
+    return [f"{field_label(str(k), versions)}: {v}" for k, v in (fields or {}).items()]
+
+
+FILTERS = {"campaign_status": campaign_status, "message_status": message_status,
+           "message_count": message_count,
+           "exclusion_reason": exclusion_reason, "message_reason": message_reason,
+           "journey_status": journey_status}
