@@ -20,6 +20,7 @@ from core import clock
 from core.db import db
 from core.errors import StateError, ValidationError
 from core.i18n import _, lazy_gettext
+from core.validate import unstorable_text
 
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_VALUE = 1000
@@ -56,17 +57,6 @@ STATUS_REASONS = {
                                "consent below once they have."),
     "suppressed": lazy_gettext("The brand blocked email to this address."),
 }
-
-
-def broken_text(value: str) -> bool:
-    """Tell whether text cannot be stored: a NUL character or broken Unicode (a lone surrogate)."""
-    if "\x00" in value:
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 class InvalidEmail(ValueError):
@@ -118,7 +108,7 @@ def clean_contact_fields(data: dict, *, partial: bool) -> dict:
                 value = ""
             if not isinstance(value, str):
                 problems[name] = "must be a string"
-            elif broken_text(value):
+            elif unstorable_text(value):
                 problems[name] = _("contains a NUL character or broken Unicode")
             elif len(value.strip()) > NAME_MAX:
                 problems[name] = f"must be at most {NAME_MAX} characters"
@@ -153,7 +143,7 @@ def clean_contact_fields(data: dict, *, partial: bool) -> dict:
             note = ""
         if not isinstance(note, str):
             problems["consent_note"] = _("must be a string")
-        elif broken_text(note):
+        elif unstorable_text(note):
             problems["consent_note"] = _("contains a NUL character or broken Unicode")
         elif len(note.strip()) > CONSENT_NOTE_MAX:
             problems["consent_note"] = _("must be at most %(n)s characters", n=CONSENT_NOTE_MAX)
@@ -179,7 +169,7 @@ def _attribute_problems(attrs: dict) -> dict[str, str]:
             problems[key] = "must be a string"
         elif len(value) > MAX_ATTRIBUTE_VALUE:
             problems[key] = f"must be at most {MAX_ATTRIBUTE_VALUE} characters"
-        elif broken_text(value):
+        elif unstorable_text(value):
             problems[key] = "must not contain NUL characters or broken Unicode"
     return problems
 
@@ -206,7 +196,7 @@ def clean_tags(raw: object) -> list[str]:
         tag = re.sub(r"\s+", " ", item).strip().lower()
         if TAG_FORBIDDEN.search(item):
             problems[f"tags.{i}"] = _("must not contain commas or control characters")
-        elif broken_text(item):
+        elif unstorable_text(item):
             problems[f"tags.{i}"] = _("contains broken Unicode")
         elif not tag:
             problems[f"tags.{i}"] = _("must not be empty")
@@ -341,7 +331,7 @@ def search_contacts(partner_id: int, q: str = "", *, tags: Iterable[str] = (),
     status_of = status_column()
     where = [Contact.partner_id == partner_id]
     q = (q or "").strip()
-    if broken_text(q) or len(q) > 320:
+    if unstorable_text(q) or len(q) > 320:
         raise ValidationError(_("The search text is invalid."), {
             "q": _("must be at most 320 characters, without NUL characters or broken "
                    "Unicode")})
