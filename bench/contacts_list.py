@@ -68,8 +68,9 @@ def main() -> int:
         partner = accounts.create_partner(name="Bench", tier="gold", region="west")
         db.session.execute(text(
             "INSERT INTO contacts (partner_id, email, first_name, last_name, attributes, "
-            "consent, created_at, updated_at) SELECT :p, 'user' || g || '@example.org', 'F', "
-            "'L', '{}', g % 7 <> 0, now(), now() FROM generate_series(1, :n) g"),
+            "consent, consent_source, created_at, updated_at) SELECT :p, "
+            "'user' || g || '@example.org', 'F', 'L', '{}', g % 7 <> 0, 'bench', now(), now() "
+            "FROM generate_series(1, :n) g"),
             {"p": partner.id, "n": rows})
         db.session.execute(text(
             "INSERT INTO suppressions (email, email_hash, reason, detail, created_at) "

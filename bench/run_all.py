@@ -6,6 +6,7 @@ the run continues; the exit status is non-zero if any bench failed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ def main() -> int:
                      if p.name != Path(__file__).name and not p.name.startswith("_"))
     failed: list[str] = []
     for script in scripts:
-        print(f"=== {script.name} ===", flush=True)
+        load = os.getloadavg()[0]
+        print(f"=== {script.name} (load average {load:.1f} on {os.cpu_count()} cores) ===",
+              flush=True)
         started = time.perf_counter()
         try:
             code = subprocess.run([sys.executable, str(script)], cwd=HERE.parent,
