@@ -142,6 +142,7 @@ def test_showroom_to_a_scheduled_send_to_a_filtered_audience(app, people, tmp_pa
         preview_shows(page, "Dear Vip7")
         page.click("#test-send button:text('Send me a test')")
         expect(page.locator(".flash.ok")).to_contain_text(f"Test sent to {user.email}")
+        preview_shows(page, "Dear Vip0")
         snap(page, "launcher-4-preview-send")
         clicks.fill("#send input[name=date]", "2030-05-06")
         clicks.fill("#send input[name=time]", "09:01")
@@ -149,6 +150,7 @@ def test_showroom_to_a_scheduled_send_to_a_filtered_audience(app, people, tmp_pa
         clicks.click("#send button[value=later]")
         expect(page.locator(".confirm-question")).to_have_text(
             "Send to 31 clients at Mon 6 May, 9:01 America/Chicago?")
+        expect(page.locator(".recipient-picker")).to_have_count(0)  # just the question now
         snap(page, "launcher-5-confirm")
         clicks.click("button:text('Yes, schedule it')")
         expect(page.locator("#schedule-status")).to_contain_text(
