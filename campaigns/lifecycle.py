@@ -178,6 +178,24 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
     return campaign
 
 
+LAUNCH_STEPS = 4  # campaign, audience, personalize, preview & send (web/launcher.py)
+
+
+def record_launch_step(campaign: Campaign, done: int) -> Campaign:
+    """Remember that the partner completed the launcher's steps up to `done` (1..3).
+
+    Progress only grows: going back to an earlier step keeps what was completed after it.
+    Only a campaign whose content can still change (draft, rejected) records progress.
+    """
+    require_editable(campaign)
+    if not 1 <= done < LAUNCH_STEPS:
+        raise ValidationError(_("There is no such step."), {"step": _("must be 1 to 3")})
+    if done > (campaign.launch_steps_done or 0):
+        campaign.launch_steps_done = done
+        db.session.commit()
+    return campaign
+
+
 def unschedule_campaign(campaign: Campaign) -> Campaign:
     """Take a scheduled (not yet started) or pending campaign back to draft to change it.
 

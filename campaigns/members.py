@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from campaigns.contacts import CONTACT_STATUSES, search_contacts, status_column, with_status
 from campaigns.models import Campaign, CampaignMember, Contact
 from campaigns.states import allowed, apply, require_editable
 from campaigns.suppression import suppression_reasons
@@ -86,6 +88,84 @@ def add_members(campaign: Campaign, contact_ids: Any, overrides: Any = None) -> 
     result = stage_members(campaign, contact_ids, overrides)
     db.session.commit()
     return result
+
+
+def add_matching(campaign: Campaign, q: str = "", *, tags: Iterable[str] = (),
+                 status: str | None = None) -> dict:
+    """Add every contact of the campaign's partner matching a search (one call, no page cap).
+
+    The match is `contacts.search_contacts(q, tags, status)`, read page by page; each page is
+    staged like `add_members` (exclusions with their reason) and all is committed at once.
+    Returns {"matched", "added", "excluded"}.
+    """
+    require_editable(campaign)
+    tags = list(tags)
+    added, excluded, matched, page = 0, [], 0, 1
+    while True:
+        rows, total = search_contacts(campaign.partner_id, q, tags=tags, status=status,
+                                      page=page, per_page=MAX_MEMBERS_PER_CALL)
+        if not rows:
+            break
+        matched += len(rows)
+        result = stage_members(campaign, [contact.id for contact, _status in rows], None)
+        added += result["added"]
+        excluded += result["excluded"]
+        if page * MAX_MEMBERS_PER_CALL >= total:
+            break
+        page += 1
+    db.session.commit()
+    return {"matched": matched, "added": added, "excluded": excluded}
+
+
+def unmailable_matching(partner_id: int, q: str = "", *, tags: Iterable[str] = (),
+                        status: str | None = None, limit: int = 100
+                        ) -> tuple[dict[str, int], list[tuple[Contact, str]]]:
+    """Who of a search's matches cannot be emailed and why: ({status: count}, first rows).
+
+    The statuses are the contact statuses other than `mailable` (unsubscribed, bounced, no
+    consent...); such contacts are never added to a campaign.
+    """
+    tags = list(tags)
+    counts: dict[str, int] = {}
+    rows: list[tuple[Contact, str]] = []
+    for reason in CONTACT_STATUSES[1:]:
+        if status is not None and status != reason:
+            continue
+        page, total = search_contacts(partner_id, q, tags=tags, status=reason, page=1,
+                                      per_page=max(0, limit - len(rows)) or 1)
+        if total:
+            counts[reason] = total
+            rows += page[:max(0, limit - len(rows))]
+    return counts, rows
+
+
+def list_members(campaign_id: int, q: str = "", page: int = 1, per_page: int = 50
+                 ) -> tuple[list[tuple[Contact, str]], int]:
+    """Return one page of a campaign's members (contact, status now) matching `q`, and the total."""
+    where = [CampaignMember.campaign_id == campaign_id]
+    q = (q or "").strip()
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(Contact.email.ilike(pattern, escape="\\")
+                     | Contact.first_name.ilike(pattern, escape="\\")
+                     | Contact.last_name.ilike(pattern, escape="\\"))
+    total = db.session.scalar(select(func.count()).select_from(CampaignMember)
+                              .join(Contact, Contact.id == CampaignMember.contact_id)
+                              .where(*where)) or 0
+    rows = db.session.execute(
+        with_status(select(Contact, status_column())).join(
+            CampaignMember, CampaignMember.contact_id == Contact.id).where(*where)
+        .order_by(Contact.id).limit(per_page).offset((page - 1) * per_page)).all()
+    return [(contact, status) for contact, status in rows], total
+
+
+def member_ids_among(campaign_id: int, contact_ids: Iterable[int]) -> set[int]:
+    """Return which of these contacts are already members of the campaign (one query)."""
+    ids = list(contact_ids)
+    if not ids:
+        return set()
+    return set(db.session.scalars(select(CampaignMember.contact_id).where(
+        CampaignMember.campaign_id == campaign_id, CampaignMember.contact_id.in_(ids))))
 
 
 def remove_member(campaign: Campaign, contact_id: int) -> None:

@@ -108,6 +108,9 @@ class Campaign(db.Model):
     timezone: Mapped[str | None] = mapped_column(String(64))
     recipient_timezone: Mapped[bool] = mapped_column(default=False)
     starts_at: Mapped[datetime | None]
+    # The launcher (web/launcher.py): how many of its four steps (campaign, audience,
+    # personalize, preview & send) the partner has completed; a draft reopens at the next one.
+    launch_steps_done: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 

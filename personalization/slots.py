@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +40,46 @@ def sanitize_richtext(value: str) -> str:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
+
+
+class _Removed(HTMLParser):
+    """Collect what `sanitize_richtext` drops: elements, attributes and link schemes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: Counter[tuple[str, str]] = Counter()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in RICHTEXT_TAGS:
+            self.found["element", tag] += 1
+        allowed = RICHTEXT_ATTRIBUTES.get(tag, set()) if tag in RICHTEXT_TAGS else set()
+        for name, value in attrs:
+            if name == "rel" and tag == "a":
+                continue  # links always get rel="noopener noreferrer"
+            if name not in allowed:
+                self.found["attribute", name] += 1
+            elif name == "href":
+                scheme = urlsplit((value or "").strip()).scheme.lower()
+                if scheme and scheme not in RICHTEXT_SCHEMES:
+                    self.found["link", scheme] += 1
+
+    def handle_comment(self, data: str) -> None:
+        self.found["comment", ""] += 1
+
+
+def removed_markup(value: str) -> list[tuple[str, str, int]]:
+    """Say what `sanitize_richtext` removes from `value`: [(kind, name, count)], in order.
+
+    `kind` is `element` (a tag outside the allow-list, e.g. script), `attribute` (onclick,
+    style...), `link` (an href whose scheme is not http, https or mailto) or `comment`.
+    An empty list means the value is kept as written.
+    """
+    if not value or "<" not in value:
+        return []
+    parser = _Removed()
+    parser.feed(value)
+    parser.close()
+    return [(kind, name, count) for (kind, name), count in parser.found.items()]
 
 
 def _host_allowed(host: str, allowed_domains: list[str]) -> bool:

@@ -95,6 +95,48 @@
     if (form.dataset.previewOnLoad !== undefined) { refresh(); }
   });
 
+  /* Rich-text slots: a Quill editor over the textarea, limited to what the server's sanitizer
+     keeps (bold, italic, lists, links). The textarea stays the field that is posted: every
+     change writes the editor's HTML into it and fires "input" (counters, checks, preview).
+     Without scripts (or without Quill) the textarea itself is the field. */
+  if (window.Quill) {
+    document.querySelectorAll("textarea[data-richtext]").forEach(function (textarea) {
+      var toolbar = document.getElementById(textarea.dataset.toolbar);
+      var box = document.createElement("div");
+      box.className = "rt-editor";
+      textarea.insertAdjacentElement("afterend", box);
+      if (toolbar) { toolbar.hidden = false; box.insertAdjacentElement("beforebegin", toolbar); }
+      var quill = new window.Quill(box, {
+        theme: "snow", formats: ["bold", "italic", "list", "link"],
+        modules: { toolbar: toolbar || false }
+      });
+      quill.setContents(quill.clipboard.convert({ html: textarea.value }), "silent");
+      var editor = box.querySelector(".ql-editor");
+      var label = document.getElementById(textarea.id + "-label");
+      editor.setAttribute("role", "textbox");
+      editor.setAttribute("aria-multiline", "true");
+      if (label) { editor.setAttribute("aria-labelledby", label.id); label.htmlFor = ""; }
+      if (textarea.getAttribute("aria-describedby")) {
+        editor.setAttribute("aria-describedby", textarea.getAttribute("aria-describedby"));
+      }
+      if (label) { label.addEventListener("click", function () { quill.focus(); }); }
+      textarea.hidden = true;
+      quill.on("text-change", function () {
+        var html = quill.getLength() > 1 ? quill.getSemanticHTML() : "";
+        /* Plain spaces, and links without target (the server adds rel itself). */
+        html = html.replace(/&nbsp;/g, " ").replace(/ target="_blank"/g, "")
+          .replace(/ rel="noopener noreferrer"/g, "");
+        textarea.value = html;
+        textarea.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+    });
+  }
+
+  /* Filter selects that apply as soon as they change (the form's button does it without JS). */
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.requestSubmit(); });
+  });
+
   /* Slot inputs: character counters and constraint errors as you type. */
   document.querySelectorAll("form[data-validate-url]").forEach(function (form) {
     var url = form.dataset.validateUrl;
@@ -115,7 +157,8 @@
         var problems = data.fields || {};
         form.querySelectorAll(".field-error[data-for]").forEach(function (el) {
           var msg = problems[el.dataset.for] || "";
-          el.textContent = msg;
+          /* Pages that name the field in its error (data-label) read "Headline: at most ..." */
+          el.textContent = msg && el.dataset.label ? el.dataset.label + ": " + msg : msg;
           el.hidden = !msg;
           var input = form.querySelector('[name="' + el.dataset.input + '"]');
           if (input) { input.setAttribute("aria-invalid", msg ? "true" : "false"); }

@@ -277,7 +277,7 @@ def campaign(campaign_id: int):
     return _campaign_page(visible(lifecycle.get_campaign(campaign_id), "Campaign"))[0]
 
 
-def _confirmation(campaign: Campaign, count: int, send_at: str | None, zone: str,
+def launch_confirmation(campaign: Campaign, count: int, send_at: str | None, zone: str,
                   per_recipient: bool) -> dict:
     """The question the partner answers before a campaign is launched or its time moved."""
     approval = campaign.status == "draft" and journeys.get_journey(
@@ -311,6 +311,34 @@ def _confirmation(campaign: Campaign, count: int, send_at: str | None, zone: str
     return {"question": question, "then": then, "answer": answer}
 
 
+def schedule_form_from_request() -> dict:
+    """The send-now-or-later form as posted: when, date, time, timezone, recipient_timezone."""
+    return {"when": request.form.get("when", "now"), "date": request.form.get("date", ""),
+            "time": request.form.get("time", ""),
+            "timezone": request.form.get("timezone", "") or "UTC",
+            "recipient_timezone": request.form.get("recipient_timezone") == "on"}
+
+
+def schedule_data(form: dict) -> tuple[str | None, dict]:
+    """Return (send_at as ISO 8601 or None, the launch data) of a schedule form; 422 if bad."""
+    send_at = None
+    if form["when"] == "later":
+        send_at = schedule.local_send_at(form["date"], form["time"], form["timezone"])
+        schedule.parse_send_at(send_at, clock.now())  # past or too far: say so now
+    return send_at, {"send_at": send_at, "timezone": form["timezone"] if send_at else None,
+                     "recipient_timezone": form["recipient_timezone"] and send_at is not None}
+
+
+def launched_words(campaign: Campaign, status: str) -> str:
+    """What happened once a draft was launched (a flash on the campaign page)."""
+    if status == "pending_approval":
+        return _("Submitted for the brand's approval.")
+    if campaign.send_at:
+        return _("Scheduled for %(when)s.", when=send_time_words(campaign.send_at,
+                                                                  campaign.timezone))
+    return _("Launched: the first messages are on their way.")
+
+
 @bp.post("/partner/campaigns/<int:campaign_id>/schedule")
 @require_roles(*PARTNER)
 def campaign_schedule(campaign_id: int):
@@ -320,27 +348,17 @@ def campaign_schedule(campaign_id: int):
     (confirm=1) launches or reschedules.
     """
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
-    form = {"when": request.form.get("when", "now"), "date": request.form.get("date", ""),
-            "time": request.form.get("time", ""),
-            "timezone": request.form.get("timezone", "") or "UTC",
-            "recipient_timezone": request.form.get("recipient_timezone") == "on"}
+    form = schedule_form_from_request()
     try:
-        send_at = None
-        if form["when"] == "later":
-            send_at = schedule.local_send_at(form["date"], form["time"], form["timezone"])
-            schedule.parse_send_at(send_at, clock.now())  # past or too far: say so now
-        data = {"send_at": send_at, "timezone": form["timezone"] if send_at else None,
-                "recipient_timezone": form["recipient_timezone"] and send_at is not None}
+        send_at, data = schedule_data(form)
         if request.form.get("confirm") != "1":
-            confirming = _confirmation(campaign, members.member_count(campaign.id), send_at,
-                                       form["timezone"], data["recipient_timezone"])
+            confirming = launch_confirmation(campaign, members.member_count(campaign.id),
+                                             send_at, form["timezone"],
+                                             data["recipient_timezone"])
             return _campaign_page(campaign, schedule_form=form, confirming=confirming)[0]
         if campaign.status == "draft":
             status = lifecycle.launch_campaign(campaign, data)
-            flash(_("Submitted for the brand's approval.") if status == "pending_approval"
-                  else _("Scheduled for %(when)s.", when=send_time_words(
-                      campaign.send_at, campaign.timezone)) if campaign.send_at
-                  else _("Launched: the first messages are on their way."), "ok")
+            flash(launched_words(campaign, status), "ok")
         else:
             lifecycle.update_campaign(campaign, me(), data)
             flash(_("Now scheduled for %(when)s.", when=send_time_words(

@@ -7,6 +7,7 @@ from web import (  # noqa: F401 - each module registers its views on bp
     brand,
     contacts,
     imports,
+    launcher,
     outbox,
     partner,
     profile,

@@ -115,7 +115,10 @@ def test_partner_sends_marketer_approves_and_sees_engagement(app, people, tmp_pa
     expect(card).to_contain_text("2 steps")
     expect(card.frame_locator("iframe").locator("body")).to_contain_text("Hello from us")
     snap(page, "partner-showroom")
-    card.locator("text=Personalize").click()
+    # The card starts the launcher (tests/browser/test_launcher_flow.py); this flow keeps the
+    # one-page personalization form, still served at the journey's address.
+    expect(card.locator("button")).to_have_text("Use this journey")
+    p.go(f"/partner/journeys/{journey.id}")
 
     headline = page.locator("input[name=v-0-headline]")
     expect(headline).to_have_value("Hello from us")
