@@ -144,7 +144,15 @@ def snap(page, name: str) -> None:
                       "requestAnimationFrame(r)))")
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= width, f"{name}: horizontal scroll at {width}px ({overflow}px wide)"
+        # A sandboxed preview iframe outside the viewport is not painted (Chromium throttles
+        # off-screen cross-origin frames), so the screenshot is taken with a window as tall as
+        # the page: every frame is on screen and painted.
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": width, "height": max(900, min(height, 8000))})
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                      "requestAnimationFrame(r)))")
         page.screenshot(path=str(ARTIFACTS / f"{safe}-{width}.png"), full_page=True)
+        page.set_viewport_size({"width": width, "height": 900})
         violations = accessibility_violations(page)
         assert not violations, f"{name} at {width}px: " + "; ".join(violations)
     page.set_viewport_size({"width": 1280, "height": 900})
