@@ -220,6 +220,48 @@ def clean_query_args(q: str, tags: list[str], status: str | None) -> dict:
         }) from err
 
 
+# The web form's attribute condition: one operator in words, one typed value.
+FORM_OPS = ("is", "contains", "more_than", "less_than", "before", "after", "is_set")
+_FORM_TO_OP = {"is": "eq", "contains": "contains", "more_than": "gt", "less_than": "lt",
+               "before": "before", "after": "after", "is_set": "exists"}
+FORM_FIELDS = ("q", "tag", "status", "attr", "op", "value")
+
+
+def form_filter(form: dict[str, str]) -> dict:
+    """Return the cleaned filter of the contacts page's form (text, tag, status and one
+    attribute condition); 422 names the form field at fault."""
+    raw: dict[str, Any] = {"q": form.get("q", ""), "status": form.get("status") or None}
+    if form.get("tag"):
+        raw["tags"] = [form["tag"]]
+    attr, op, value = (form.get(k, "").strip() for k in ("attr", "op", "value"))
+    if attr:
+        chosen = _FORM_TO_OP.get(op or "is")
+        if chosen is None:
+            raise ValidationError(_("The filter is invalid."), {"op": _("choose a comparison")})
+        typed: Any = value
+        if chosen in ("gt", "lt") or (chosen == "eq" and _NUMBER_RE.match(value)):
+            try:
+                typed = float(value) if "." in value else int(value)
+            except ValueError:
+                if chosen != "eq":
+                    raise ValidationError(_("The filter is invalid."), {
+                        "value": _("must be a number for this comparison")}) from None
+        if chosen == "exists":
+            typed = True
+        elif not value:
+            raise ValidationError(_("The filter is invalid."), {"value": _("is missing")})
+        raw["attributes"] = {attr: {chosen: typed}}
+    try:
+        return clean_filter(raw, "form")
+    except ValidationError as err:
+        fields = {}
+        for key, message in err.fields.items():
+            name = key.split(".")[1] if key.count(".") >= 1 else key
+            fields[{"attributes": "value" if key.count(".") >= 3 else "attr",
+                    "tags": "tag"}.get(name, name)] = message
+        raise ValidationError(err.message, fields) from err
+
+
 # ------------------------------------------------------------------------------ SQL
 
 
