@@ -66,7 +66,7 @@ def test_partner_filters_contacts_and_saves_a_segment(app, people, live):
     p.go(f"/partner/campaigns/{campaign.id}")
     page.select_option("select[name=segment_id]", label="Boston VIPs")
     page.click("#add-segment button[type=submit]")
-    expect(page.locator(".added-report")).to_contain_text("2 added")
+    expect(page.locator(".added-report")).to_contain_text("2 contacts added")
     expect(page.locator(".added-report")).to_contain_text("No consent to email")
     snap(page, "campaign-segment-added")
 
