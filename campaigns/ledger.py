@@ -30,7 +30,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from campaigns import schedule
+from campaigns import schedule, sharing
 from campaigns.digest import EmailDigest
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
 from campaigns.states import allowed, apply
@@ -431,8 +431,10 @@ def claim_batch(
     """Claim due rows (the given ids, or any due ones), then drop the ones consent forbids.
 
     One transaction: claim with SKIP LOCKED (two jobs holding the same ids cannot both win),
-    re-check suppression and consent (-> suppressed with the reason), and evaluate step
-    conditions (-> skipped). Returns the rows this caller now owns and must deliver.
+    re-check suppression and consent (-> suppressed with the reason), evaluate step
+    conditions (-> skipped), then apply the brand's sharing rules (campaigns.sharing: the
+    frequency cap and the same-journey window, -> suppressed with the reason) under a lock
+    per address. Returns the rows this caller now owns and must deliver.
     """
     now = clock.now()
     claimable = or_(
@@ -466,6 +468,7 @@ def claim_batch(
     if claimed:
         excluded = _suppress_excluded(claimed, now)
         excluded |= _skip_unmet_conditions([c for c in claimed if c.id not in excluded], now)
+        excluded |= _hold_back_shared([c for c in claimed if c.id not in excluded], now)
         claimed = [c for c in claimed if c.id not in excluded]
     db.session.commit()
     return claimed
@@ -492,6 +495,23 @@ def _suppress_excluded(claimed: list[Claimed], now: datetime) -> set[int]:
                     updated_at=now)
         )
     return set(reasons)
+
+
+def _hold_back_shared(claimed: list[Claimed], now: datetime) -> set[int]:
+    """Suppress claimed rows the brand's sharing rules hold back (frequency cap, same journey
+    sent by another partner); the reason says which, never who."""
+    held = sharing.hold_back(claimed, now)
+    _sources(("claimed", "suppressed"))
+    for send_id, reason in held.items():
+        db.session.execute(
+            update(Send)
+            .where(Send.id == send_id, Send.status == "claimed")
+            .values(status="suppressed", status_reason=reason, lease_expires_at=None,
+                    updated_at=now)
+        )
+    if held:
+        log.info("%s send(s) held back by the brand's sharing rules", len(held))
+    return set(held)
 
 
 CONDITION_EVENT = {"opened": ("open", "click"), "clicked": ("click",)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import case, func, insert, literal, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from campaigns import audiences, sharing
 from campaigns.contacts import CONTACT_STATUSES, search_contacts, status_column, with_status
 from campaigns.models import Campaign, CampaignMember, Contact
 from campaigns.states import allowed, apply, require_editable
@@ -15,9 +18,38 @@ from campaigns.values import campaign_versions, clean_overrides
 from core import clock
 from core.db import db
 from core.errors import NotFound, ValidationError
+from core.i18n import _, lazy_gettext
 from core.validate import is_db_id
 
 MAX_MEMBERS_PER_CALL = 10_000
+# A segment or filter adds everyone matching in one statement; the answer lists this many
+# of the people left out (the counts per reason cover all of them).
+EXCLUDED_LISTED = 100
+
+# Why a contact was left out, in words (the API sends both; pages use web/labels.py).
+EXCLUSION_LABELS = {
+    "no_consent": lazy_gettext("No consent to email"),
+    "unsubscribed": lazy_gettext("Unsubscribed"),
+    "bounced": lazy_gettext("Email address bounced"),
+    "complained": lazy_gettext("Marked an email as spam"),
+    "manual": lazy_gettext("Blocked by the brand"),
+    "suppressed": lazy_gettext("Blocked by the brand"),
+    "duplicate": lazy_gettext("Already in this campaign"),
+    "already_member": lazy_gettext("Already in this campaign"),
+    "not_found": lazy_gettext("Contact not found (perhaps deleted)"),
+    **sharing.REASON_LABELS,
+}
+
+
+def exclusion_label(reason: str) -> str:
+    """Return why a contact was left out, in words."""
+    label = EXCLUSION_LABELS.get(reason)
+    return str(label) if label is not None else reason.replace("_", " ").capitalize()
+
+
+def _exclusions(counts: Counter) -> list[dict]:
+    return [{"reason": reason, "label": exclusion_label(reason), "count": n}
+            for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def _parse_ids(raw: Any) -> list[int]:
@@ -50,6 +82,7 @@ def stage_members(campaign: Campaign, contact_ids: Any, overrides: Any) -> dict:
             raise ValidationError("Members are invalid.", {
                 f"overrides.{contact_id}": "is neither in contact_ids nor already a member"})
     suppressed = suppression_reasons([c.email for c in contacts.values()])
+    shared = _shared_exclusions(campaign, [c.id for c in contacts.values()])
     excluded: list[dict] = []
     rows: list[dict] = []
     seen: set[int] = set()
@@ -63,7 +96,8 @@ def stage_members(campaign: Campaign, contact_ids: Any, overrides: Any) -> dict:
             excluded.append({"contact_id": contact_id, "reason": "duplicate"})
             continue
         seen.add(contact_id)
-        reason = suppressed.get(contact.email) or (None if contact.consent else "no_consent")
+        reason = (suppressed.get(contact.email) or (None if contact.consent else "no_consent")
+                  or shared.get(contact_id))
         if reason:
             excluded.append({"contact_id": contact_id, "reason": reason})
             continue
@@ -80,7 +114,22 @@ def stage_members(campaign: Campaign, contact_ids: Any, overrides: Any) -> dict:
     if allowed(campaign, "edit"):
         apply(campaign, "edit", "edited after rejection")
     db.session.flush()
-    return {"added": len(rows), "excluded": excluded}
+    for item in excluded:
+        item["label"] = exclusion_label(item["reason"])
+    return {"added": len(rows), "excluded": excluded,
+            "exclusions": _exclusions(Counter(item["reason"] for item in excluded)),
+            "members": member_count(campaign.id)}
+
+
+def _shared_exclusions(campaign: Campaign, contact_ids: list[int]) -> dict[int, str]:
+    """Return {contact id: reason} for the contacts the brand's sharing rules leave out."""
+    rules = sharing.audience_exclusions(campaign.journey_id, campaign.partner_id)
+    if not rules or not contact_ids:
+        return {}
+    reason = case(*[(condition, literal(code)) for condition, code in rules], else_=None)
+    found = db.session.execute(
+        select(Contact.id, reason).where(Contact.id.in_(contact_ids))).all()
+    return {contact_id: why for contact_id, why in found if why}
 
 
 def add_members(campaign: Campaign, contact_ids: Any, overrides: Any = None) -> dict:
@@ -92,29 +141,12 @@ def add_members(campaign: Campaign, contact_ids: Any, overrides: Any = None) -> 
 
 def add_matching(campaign: Campaign, q: str = "", *, tags: Iterable[str] = (),
                  status: str | None = None) -> dict:
-    """Add every contact of the campaign's partner matching a search (one call, no page cap).
+    """Add every contact matching the contact list's search (text, tags, status) at once.
 
-    The match is `contacts.search_contacts(q, tags, status)`, read page by page; each page is
-    staged like `add_members` (exclusions with their reason) and all is committed at once.
-    Returns {"matched", "added", "excluded"}.
+    The search is the shared audience filter, so the brand's sharing rules hold people back
+    here as they do for a segment; the answer is `add_audience`'s.
     """
-    require_editable(campaign)
-    tags = list(tags)
-    added, excluded, matched, page = 0, [], 0, 1
-    while True:
-        rows, total = search_contacts(campaign.partner_id, q, tags=tags, status=status,
-                                      page=page, per_page=MAX_MEMBERS_PER_CALL)
-        if not rows:
-            break
-        matched += len(rows)
-        result = stage_members(campaign, [contact.id for contact, _status in rows], None)
-        added += result["added"]
-        excluded += result["excluded"]
-        if page * MAX_MEMBERS_PER_CALL >= total:
-            break
-        page += 1
-    db.session.commit()
-    return {"matched": matched, "added": added, "excluded": excluded}
+    return add_audience(campaign, audiences.clean_query_args(q, list(tags), status))
 
 
 def unmailable_matching(partner_id: int, q: str = "", *, tags: Iterable[str] = (),
@@ -166,6 +198,83 @@ def member_ids_among(campaign_id: int, contact_ids: Iterable[int]) -> set[int]:
         return set()
     return set(db.session.scalars(select(CampaignMember.contact_id).where(
         CampaignMember.campaign_id == campaign_id, CampaignMember.contact_id.in_(ids))))
+def _lock_editable(campaign: Campaign) -> None:
+    """Lock the campaign row and check it is still editable (a launch waits for us)."""
+    db.session.execute(select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
+    db.session.refresh(campaign)
+    require_editable(campaign)
+
+
+def add_audience(campaign: Campaign, audience: dict) -> dict:
+    """Add everyone matching a cleaned filter (or a segment's) to a draft campaign at once.
+
+    One INSERT ... SELECT, whatever the number of contacts. A contact is left out when it
+    cannot be emailed (its status), is already a member, or the brand's sharing rules hold it
+    back; the answer counts each reason and lists the first people left out.
+    """
+    _lock_editable(campaign)
+    member = select(CampaignMember.id).where(CampaignMember.campaign_id == campaign.id,
+                                             CampaignMember.contact_id == Contact.id).exists()
+    from_status = status_column()
+    whens = [(member, literal("duplicate")),
+             (from_status != "mailable", from_status)]
+    whens += [(condition, literal(code)) for condition, code
+              in sharing.audience_exclusions(campaign.journey_id, campaign.partner_id)]
+    reason = case(*whens, else_=None).label("reason")
+    matched = audiences.audience_select(campaign.partner_id, [audience],
+                                        Contact.id.label("contact_id"), reason).subquery()
+    counts = Counter({code: n for code, n in db.session.execute(
+        select(matched.c.reason, func.count()).group_by(matched.c.reason)).all()})
+    chosen = counts.pop(None, 0)
+    excluded = [{"contact_id": contact_id, "reason": code, "label": exclusion_label(code)}
+                for contact_id, code in db.session.execute(
+                    select(matched.c.contact_id, matched.c.reason)
+                    .where(matched.c.reason.is_not(None))
+                    .order_by(matched.c.contact_id).limit(EXCLUDED_LISTED)).all()]
+    added = 0
+    if chosen:
+        dialect = db.engine.dialect.name
+        empty = literal_column("CAST('{}' AS JSON)" if dialect == "postgresql" else "'{}'")
+        rows = select(literal(campaign.id), matched.c.contact_id, empty,
+                      literal(clock.now())).where(matched.c.reason.is_(None))
+        insert_into = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            CampaignMember.__table__)
+        result = db.session.execute(
+            insert_into.from_select(["campaign_id", "contact_id", "overrides", "added_at"],
+                                    rows)
+            .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"]))
+        added = result.rowcount if result.rowcount is not None and result.rowcount >= 0 \
+            else chosen
+    if allowed(campaign, "edit"):
+        apply(campaign, "edit", "edited after rejection")
+    db.session.commit()
+    return {"added": added, "matched": chosen + sum(counts.values()), "excluded": excluded,
+            "exclusions": _exclusions(counts), "members": member_count(campaign.id)}
+
+
+def add_members_request(campaign: Campaign, data: dict) -> dict:
+    """Add members from an API body: `contact_ids` (+ `overrides`), `segment_id` or `filter`.
+
+    Exactly one of the three; a segment must be the campaign's partner's (404 otherwise).
+    """
+    unknown = set(data) - {"contact_ids", "overrides", "segment_id", "filter"}
+    if unknown:
+        raise ValidationError(_("Members are invalid."),
+                              {k[:100]: _("is not a members field") for k in unknown})
+    given = [k for k in ("contact_ids", "segment_id", "filter") if k in data]
+    if len(given) != 1:
+        raise ValidationError(_("Members are invalid."), {
+            "contact_ids": _("send exactly one of contact_ids, segment_id or filter")})
+    if given[0] == "contact_ids":
+        return add_members(campaign, data["contact_ids"], data.get("overrides"))
+    if "overrides" in data:
+        raise ValidationError(_("Members are invalid."), {
+            "overrides": _("can only be sent with contact_ids")})
+    require_editable(campaign)
+    if given[0] == "segment_id":
+        segment = audiences.partner_segment(campaign.partner_id, data["segment_id"])
+        return add_audience(campaign, audiences.clean_filter(segment.filter or {}))
+    return add_audience(campaign, audiences.clean_filter(data["filter"]))
 
 
 def remove_member(campaign: Campaign, contact_id: int) -> None:

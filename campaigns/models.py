@@ -144,6 +144,9 @@ class Send(db.Model):
         # partner and status.
         Index("ix_sends_provider_message_id", "provider_message_id"),
         Index("ix_sends_partner_status", "partner_id", "status"),
+        # The brand's sharing rules (campaigns/sharing.py) count one address's recent mail
+        # across every partner.
+        Index("ix_sends_email_sent_at", "email", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -290,3 +293,25 @@ class ContactTag(db.Model):
                                             primary_key=True)
     tag: Mapped[str] = mapped_column(String(50), primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+
+
+# --- audiences: saved filters --------------------------------------------------------------
+
+
+class Segment(db.Model):
+    """A partner's saved audience filter (campaigns/audiences.py), named uniquely per partner.
+
+    Only the filter is kept: who matches is worked out whenever it is used, and a campaign
+    copies its members when the segment is added, so later changes never move a campaign.
+    """
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("partner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    filter: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)

@@ -16,6 +16,7 @@ from accounts.auth import (
 )
 from accounts.models import Partner
 from campaigns import (
+    audiences,
     consent,
     contacts,
     csv_files,
@@ -24,6 +25,7 @@ from campaigns import (
     members,
     messages,
     schedule,
+    sharing,
     testsend,
 )
 from campaigns import contacts_import as imports
@@ -32,7 +34,7 @@ from campaigns.sending import preview_campaign
 from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.i18n import _
-from core.validate import int_arg, json_body, page_args
+from core.validate import int_arg, json_body, page_args, parse_json
 
 bp = Blueprint("campaigns", __name__)
 
@@ -69,9 +71,17 @@ def list_contacts():
     if status is not None and status not in contacts.CONTACT_STATUSES:
         raise ValidationError(_("Unknown status filter."), {
             "status": _("must be one of %(names)s", names=", ".join(contacts.CONTACT_STATUSES))})
-    rows, total = contacts.search_contacts(partner_scope(), request.args.get("q", ""),
-                                           tags=tags, status=status, page=page,
-                                           per_page=per_page)
+    chosen = [audiences.clean_query_args(request.args.get("q", ""), tags, status)]
+    if request.args.get("filter") and request.args.get("segment_id"):
+        raise ValidationError(_("Choose contacts by a filter or by a segment, not both."),
+                              {"segment_id": _("send either filter or segment_id")})
+    if request.args.get("filter"):
+        chosen.append(audiences.clean_filter(parse_json(request.args["filter"])))
+    segment_id = int_arg("segment_id")
+    if segment_id is not None:
+        segment = audiences.partner_segment(partner_scope(), segment_id)
+        chosen.append(audiences.clean_filter(segment.filter or {}))
+    rows, total = audiences.find_contacts(partner_scope(), chosen, page, per_page)
     return jsonify({"items": contacts.contacts_json(rows), "page": page,
                     "per_page": per_page, "total": total})
 
@@ -148,6 +158,76 @@ def confirm_import(import_id: int):
     return response, 202
 
 
+# -------------------------------------------------------------------------------------- segments
+
+
+def _segment(segment_id: int):
+    return visible(audiences.get_segment(segment_id), "Segment")
+
+
+@bp.get("/api/segments")
+@require_roles(*PARTNER)
+def list_segments():
+    page, per_page = page_args()
+    rows, total = audiences.list_segments(partner_scope(), page, per_page)
+    return jsonify({"items": [audiences.segment_json(s) for s in rows], "page": page,
+                    "per_page": per_page, "total": total})
+
+
+@bp.post("/api/segments")
+@require_roles(*PARTNER)
+def create_segment():
+    fields = audiences.clean_segment(json_body(), partial=False)
+    segment = audiences.create_segment(partner_scope(), current_user().id, **fields)
+    response = jsonify(audiences.segment_json(segment, with_count=True))
+    response.headers["Location"] = f"/api/segments/{segment.id}"
+    return response, 201
+
+
+@bp.get("/api/segments/<int:segment_id>")
+@require_roles(*PARTNER)
+def get_segment(segment_id: int):
+    return jsonify(audiences.segment_json(_segment(segment_id), with_count=True))
+
+
+@bp.patch("/api/segments/<int:segment_id>")
+@require_roles(*PARTNER)
+def update_segment(segment_id: int):
+    segment = _segment(segment_id)
+    fields = audiences.clean_segment(json_body(), partial=True)
+    return jsonify(audiences.segment_json(audiences.update_segment(segment, **fields),
+                                          with_count=True))
+
+
+@bp.delete("/api/segments/<int:segment_id>")
+@require_roles(*PARTNER)
+def delete_segment(segment_id: int):
+    audiences.delete_segment(_segment(segment_id))
+    return "", 204
+
+
+# ------------------------------------------------------------------- the brand's sharing rules
+
+
+@bp.get("/api/brand/sharing-rules")
+@require_roles(*BRAND)
+def get_sharing_rules():
+    return jsonify(sharing.rules_json())
+
+
+@bp.put("/api/brand/sharing-rules")
+@require_roles("brand_admin")
+def put_sharing_rules():
+    sharing.set_sharing_rules(sharing.clean_rules(json_body()), current_user())
+    return jsonify(sharing.rules_json())
+
+
+@bp.get("/api/analytics/sharing")
+@require_roles(*BRAND)
+def sharing_analytics():
+    return jsonify(sharing.sharing_stats())
+
+
 # ------------------------------------------------------------------------------------- campaigns
 
 
@@ -212,14 +292,7 @@ def update_campaign(campaign_id: int):
 @bp.post("/api/campaigns/<int:campaign_id>/members")
 @require_roles(*PARTNER)
 def add_members(campaign_id: int):
-    campaign = _campaign(campaign_id)
-    data = json_body()
-    unknown = set(data) - {"contact_ids", "overrides"}
-    if unknown:
-        raise ValidationError("Members are invalid.",
-                              {k[:100]: "is not a members field" for k in unknown})
-    return jsonify(members.add_members(campaign, data.get("contact_ids"),
-                                        data.get("overrides")))
+    return jsonify(members.add_members_request(_campaign(campaign_id), json_body()))
 
 
 @bp.delete("/api/campaigns/<int:campaign_id>/members/<int:contact_id>")

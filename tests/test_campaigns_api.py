@@ -313,7 +313,8 @@ def test_quick_send(world):
         "journey_id": quick.id, "contact_ids": [ok.id, quiet.id],
         "slot_values": {"headline": "Quick hello"}, "sender": SENDER})
     assert sent.status_code == 202, sent.json
-    assert sent.json["excluded"] == [{"contact_id": quiet.id, "reason": "no_consent"}]
+    assert sent.json["excluded"] == [{"contact_id": quiet.id, "reason": "no_consent",
+                                      "label": "No consent to email"}]
     campaign = db.session.get(Campaign, sent.json["campaign_id"])
     assert (campaign.kind, list(campaign.slot_values)) == ("quick_send", ["0"])
     start_scheduled_campaigns()

@@ -475,3 +475,40 @@ def test_signed_in_pages_link_to_the_reference(app, client):
     client.post("/login", data={"email": user.email, "password": PASSWORD,
                                 "csrf_token": token})
     assert 'href="/api-docs"' in client.get("/brand").get_data(as_text=True)
+
+
+def test_segment_sharing_and_members_responses_match_the_document(app, make_api, spec):
+    from tests.builders import make_campaign
+
+    partner = make_partner()
+    user, token = make_user("partner_admin", partner)
+    _, admin_token = make_user("brand_admin")
+    own, admin = make_api(token), make_api(admin_token)
+    make_contact(partner, "ann@example.com", tags=["vip"], attributes={"age": "41"})
+    audience = {"tags": ["vip"], "attributes": {"age": {"gt": 40}}}
+    created = own.post("/api/segments", json={"name": "VIPs", "filter": audience})
+    conforms(spec, "/api/segments", "post", created)
+    conforms(spec, "/api/segments", "post", own.post("/api/segments", json={
+        "name": "VIPs", "filter": {}}))
+    conforms(spec, "/api/segments", "post", own.post("/api/segments", json={
+        "name": "Bad", "filter": {"attributes": {"age": {"gt": "x"}}}}))
+    conforms(spec, "/api/segments", "get", own.get("/api/segments"))
+    path = f"/api/segments/{created.json['id']}"
+    conforms(spec, "/api/segments/{segment_id}", "get", own.get(path))
+    conforms(spec, "/api/segments/{segment_id}", "patch", own.patch(path, json={"name": "V"}))
+    conforms(spec, "/api/contacts", "get", own.get("/api/contacts", query_string={
+        "segment_id": created.json["id"]}))
+    campaign = make_campaign(partner, user, make_journey())
+    conforms(spec, "/api/campaigns/{campaign_id}/members", "post",
+             own.post(f"/api/campaigns/{campaign.id}/members",
+                      json={"segment_id": created.json["id"]}))
+    conforms(spec, "/api/campaigns/{campaign_id}/members", "post",
+             own.post(f"/api/campaigns/{campaign.id}/members", json={"filter": {}}))
+    conforms(spec, "/api/segments/{segment_id}", "delete", own.delete(path))
+    conforms(spec, "/api/brand/sharing-rules", "get", admin.get("/api/brand/sharing-rules"))
+    conforms(spec, "/api/brand/sharing-rules", "put", admin.put(
+        "/api/brand/sharing-rules", json={"frequency_cap": {"max_sends": 2, "days": 7},
+                                          "same_journey_days": None}))
+    conforms(spec, "/api/brand/sharing-rules", "put", admin.put(
+        "/api/brand/sharing-rules", json={"frequency_cap": {"max_sends": 0, "days": 7}}))
+    conforms(spec, "/api/analytics/sharing", "get", admin.get("/api/analytics/sharing"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template
 
 from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
-from campaigns import lifecycle
+from campaigns import lifecycle, sharing
 from journeys import services as journeys
 from journeys import states as journey_states
 from tracking import analytics
@@ -61,7 +61,8 @@ def analytics_home():
     # A journey still in the editor (draft) has never been sent: nothing to show yet.
     shown = [j for j in rows if not journey_states.allowed(j, "edit")]
     return render_template("web/analytics.html", journeys=shown,
-                           scorecard=scorecard, leaders=leaders)
+                           scorecard=scorecard, leaders=leaders,
+                           sharing=sharing.sharing_stats())
 
 
 @bp.get("/brand/analytics/partners.csv")

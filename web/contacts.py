@@ -12,9 +12,9 @@ from flask_babel import format_date, format_datetime
 
 from accounts import services as accounts
 from accounts.auth import PARTNER, require_roles, visible
+from campaigns import audiences, erasure
 from campaigns import consent as consent_service
 from campaigns import contacts as contacts_service
-from campaigns import erasure
 from campaigns.models import Contact
 from core.errors import DomainError, ValidationError
 from core.i18n import _
@@ -50,33 +50,42 @@ def _day(value: datetime) -> str:
 
 # --- the list -------------------------------------------------------------------------------
 
+def _filter_form() -> dict[str, str]:
+    return {k: request.args.get(k, "") for k in audiences.FORM_FIELDS}
+
+
 def contacts_page(*, errors: dict | None = None, form: dict | None = None, status: int = 200):
     """Render the contacts list (also what the CSV import form re-renders with its error)."""
     partner_id = _partner_id()
-    q = request.args.get("q", "")
-    tag = request.args.get("tag", "")
-    wanted = request.args.get("status", "")
+    wanted = _filter_form()
     page = _page_arg("page")
-    filter_error = ""
+    segment = None
+    filter_errors: dict[str, str] = {}
+    chosen: list[dict] = []
     try:
-        tags = contacts_service.clean_tag_filter([tag] if tag else [])
+        chosen.append(audiences.form_filter(wanted))
     except DomainError as err:
-        tags, filter_error = [], next(iter(err.fields.values()), err.message)
-    status_filter = wanted if wanted in contacts_service.CONTACT_STATUSES else None
-    try:
-        rows, total = contacts_service.search_contacts(partner_id, q, tags=tags,
-                                                       status=status_filter, page=page,
-                                                       per_page=PER_PAGE)
-    except DomainError as err:
-        q, filter_error = "", next(iter(err.fields.values()), err.message)
-        rows, total = contacts_service.search_contacts(partner_id, "", page=1,
-                                                       per_page=PER_PAGE)
+        filter_errors = dict(err.fields) or {"q": err.message}
+    segment_arg = request.args.get("segment", type=int)
+    if segment_arg:
+        try:
+            segment = audiences.partner_segment(partner_id, segment_arg)
+            chosen.append(segment.filter or {})
+        except DomainError:
+            filter_errors["segment"] = _("This segment no longer exists.")
+    rows, total = audiences.find_contacts(partner_id, chosen, page, PER_PAGE)
     tag_lists = contacts_service.tags_of(c.id for c, _status in rows)
+    args = {k: v for k, v in wanted.items() if v}
+    if segment is not None:
+        args["segment"] = segment.id
+    segments, _segment_total = audiences.list_segments(partner_id, 1, 200)
     return render_template(
-        "web/contacts.html", rows=rows, tag_lists=tag_lists, total=total, q=q, tag=tag,
-        status_filter=status_filter or "", filter_error=filter_error, page=page,
-        pages=max(1, -(-total // PER_PAGE)),
-        filtered=bool(q or tags or status_filter),
+        "web/contacts.html", rows=rows, tag_lists=tag_lists, total=total, f=wanted,
+        q=wanted["q"], tag=wanted["tag"], status_filter=wanted["status"],
+        filter_errors=filter_errors, page=page, pages=max(1, -(-total // PER_PAGE)),
+        filtered=bool(args), args=args, segment=segment, segments=segments,
+        can_save=bool(chosen and chosen[0]) and not filter_errors,
+        form_ops=audiences.FORM_OPS,
         all_tags=contacts_service.partner_tags(partner_id),
         labels=contacts_service.STATUS_LABELS, quick_journeys=_quick_journeys(),
         errors=errors or {}, form=form or {}), status
@@ -271,3 +280,34 @@ def contact_delete(contact_id: int):
         return redirect(url_for("web.contact", contact_id=contact_id))
     flash(_("%(email)s was deleted: their personal data is erased.", email=email), "ok")
     return redirect(url_for("web.contacts"))
+
+
+# --- segments: saved filters ----------------------------------------------------------------
+
+@bp.post("/partner/segments")
+@require_roles(*PARTNER)
+def segment_create():
+    wanted = {k: request.form.get(k, "") for k in audiences.FORM_FIELDS}
+    back = {k: v for k, v in wanted.items() if v}
+    try:
+        fields = audiences.clean_segment({"name": request.form.get("name", ""),
+                                          "filter": audiences.form_filter(wanted)},
+                                         partial=False)
+        segment = audiences.create_segment(_partner_id(), me().id, **fields)
+    except DomainError as err:
+        problem = next(iter(err.fields.values()), err.message) if err.fields else err.message
+        flash(_("The segment was not saved: %(why)s", why=problem), "error")
+        return redirect(url_for("web.contacts", **back) + "#save-segment")
+    flash(_("Segment “%(name)s” saved.", name=segment.name), "ok")
+    return redirect(url_for("web.contacts", segment=segment.id))
+
+
+@bp.post("/partner/segments/<int:segment_id>/delete")
+@require_roles(*PARTNER)
+def segment_delete(segment_id: int):
+    segment = visible(audiences.get_segment(segment_id), "Segment")
+    name = segment.name
+    audiences.delete_segment(segment)
+    flash(_("Segment “%(name)s” deleted. Campaigns keep the people it added.", name=name),
+          "ok")
+    return redirect(url_for("web.contacts") + "#segments")

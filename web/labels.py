@@ -55,11 +55,20 @@ EXCLUSION_REASON = {
     "duplicate": lazy_gettext("Already in this campaign"),
     "already_member": lazy_gettext("Already in this campaign"),
     "not_found": lazy_gettext("Contact not found (perhaps deleted)"),
+    # The brand's sharing rules (campaigns/sharing.py): never which partner mailed them.
+    "frequency_cap": lazy_gettext("Emailed often enough lately: the brand limits how many "
+                                  "emails one person gets"),
+    "recently_sent_by_another_partner": lazy_gettext("Recently got this journey from another "
+                                                     "partner of the brand"),
 }
 
 MESSAGE_REASON = {
     "campaign_cancelled": lazy_gettext("the campaign was cancelled"),
     "contact_erased": lazy_gettext("the contact was deleted"),
+    "frequency_cap": lazy_gettext("the brand's limit on how many emails one person gets was "
+                                  "reached"),
+    "recently_sent_by_another_partner": lazy_gettext("this person recently got this journey "
+                                                     "from another partner of the brand"),
 }
 
 JOURNEY_STATUS = {

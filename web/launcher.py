@@ -191,11 +191,16 @@ def _added_words(result: dict) -> str:
     """"Added 180 clients. Left out 4: unsubscribed (2), ..." from an add's result."""
     words = ngettext("Added %(num)d client.", "Added %(num)d clients.", result["added"])
     reasons: dict[str, int] = {}
-    for row in result["excluded"]:
-        reason = labels.exclusion_reason(row["reason"])
-        reasons[reason] = reasons.get(reason, 0) + 1
+    if "exclusions" in result:  # a whole audience: counts per reason cover everyone left out
+        for row in result["exclusions"]:
+            reason = labels.exclusion_reason(row["reason"])
+            reasons[reason] = reasons.get(reason, 0) + row["count"]
+    else:
+        for row in result["excluded"]:
+            reason = labels.exclusion_reason(row["reason"])
+            reasons[reason] = reasons.get(reason, 0) + 1
     if reasons:
-        words += " " + _("Left out %(num)d: %(reasons)s.", num=len(result["excluded"]),
+        words += " " + _("Left out %(num)d: %(reasons)s.", num=sum(reasons.values()),
                          reasons=", ".join(f"{reason.lower()} ({n})"
                                            for reason, n in reasons.items()))
     return words

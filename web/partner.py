@@ -8,8 +8,8 @@ from flask_babel import get_locale
 
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
+from campaigns import audiences, lifecycle, members, messages, schedule, testsend, values
 from campaigns import contacts as contacts_service
-from campaigns import lifecycle, members, messages, schedule, testsend, values
 from campaigns.models import Campaign
 from campaigns.sending import preview_campaign
 from core import clock
@@ -268,6 +268,8 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None,
         excluded=excluded,
         preview_contacts=contacts_service.list_contacts(campaign.partner_id, "", 1, 50)[0]
         if owner_view else [],
+        segments=audiences.list_segments(campaign.partner_id, 1, 200)[0]
+        if campaign.status in ("draft", "rejected") and not me().is_brand else [],
     ), status
 
 
@@ -395,6 +397,14 @@ def campaign_test_send(campaign_id: int):
 @require_roles(*PARTNER)
 def campaign_members(campaign_id: int):
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
+    if request.form.get("segment_id", "").isdigit():
+        try:
+            result = members.add_members_request(
+                campaign, {"segment_id": int(request.form["segment_id"])})
+        except DomainError as err:
+            flash(err.message, "error")
+            return redirect(url_for("web.campaign", campaign_id=campaign.id))
+        return _campaign_page(campaign, added=result)[0]
     if request.form.get("all") == "1":
         rows, _ = contacts_service.list_contacts(campaign.partner_id, request.form.get("q", ""),
                                                  1, ADD_ALL_LIMIT)

@@ -12,6 +12,7 @@ from web import (  # noqa: F401 - each module registers its views on bp
     partner,
     profile,
     quick_send,
+    sharing,
 )
 from web.base import bp
 

@@ -1,0 +1,259 @@
+"""Audiences through HTTP: filters (each operator), segments, members by segment or filter,
+exclusions with their reasons, tenancy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from campaigns import suppression
+from core.db import db
+from tests.builders import make_campaign, make_contact, make_journey, make_partner, make_user
+
+SENDER = {"name": "Pat Partner", "reply_to": "pat@partner.example"}
+
+
+@pytest.fixture
+def world(app, make_api):
+    """Partner A with six varied contacts, partner B with one; a user each."""
+    a, b = make_partner(), make_partner()
+    user_a, token_a = make_user("partner_admin", a)
+    user_b, token_b = make_user("partner_user", b)
+    people = {
+        "ann": make_contact(a, "ann@example.com", first_name="Ann", tags=["vip"],
+                            attributes={"city": "Boston", "age": "41",
+                                        "renewal": "2026-11-30"}),
+        "bob": make_contact(a, "bob@example.com", first_name="Bob", tags=["vip", "golf"],
+                            attributes={"city": "boston", "age": "39.5",
+                                        "renewal": "2027-03-01T10:00:00"}),
+        "cat": make_contact(a, "cat@example.com", first_name="Cat",
+                            attributes={"city": "New Bostonia", "age": "n/a",
+                                        "renewal": "soon"}),
+        "dan": make_contact(a, "dan@example.com", first_name="Dan", consent=False,
+                            attributes={"city": "Lyon", "age": "100"}),
+        "eve": make_contact(a, "eve@example.com", first_name="Eve", tags=["vip"],
+                            attributes={"age": "7"}),
+        "fay": make_contact(a, "fay@example.com", first_name="Fay", tags=["vip"],
+                            attributes={"city": "Boston", "age": "52"}),
+    }
+    suppression.add_suppressions(["fay@example.com"], "unsubscribed", "test")
+    db.session.commit()
+    other = make_contact(b, "ann@example.com", first_name="Other", tags=["vip"],
+                         attributes={"city": "Boston"})
+    return {"a": a, "b": b, "user_a": user_a, "user_b": user_b, "api_a": make_api(token_a),
+            "api_b": make_api(token_b), "people": people, "other": other}
+
+
+def names(response) -> list[str]:
+    assert response.status_code == 200, response.json
+    return sorted(c["first_name"] for c in response.json["items"])
+
+
+def filtered(api, audience: dict, **args):
+    return api.get("/api/contacts", query_string={"filter": json.dumps(audience), **args})
+
+
+@pytest.mark.parametrize(("audience", "expected"), [
+    ({"tags": ["vip"]}, ["Ann", "Bob", "Eve", "Fay"]),
+    ({"tags": ["vip", "golf"]}, ["Bob"]),
+    ({"status": "mailable"}, ["Ann", "Bob", "Cat", "Eve"]),
+    ({"status": ["no_consent", "unsubscribed"]}, ["Dan", "Fay"]),
+    ({"q": "bo"}, ["Bob"]),
+    ({"attributes": {"city": "BOSTON"}}, ["Ann", "Bob", "Fay"]),
+    ({"attributes": {"city": {"eq": "boston"}}}, ["Ann", "Bob", "Fay"]),
+    ({"attributes": {"city": {"neq": "boston"}}}, ["Cat", "Dan", "Eve"]),
+    ({"attributes": {"city": {"contains": "bos"}}}, ["Ann", "Bob", "Cat", "Fay"]),
+    ({"attributes": {"city": {"contains": "%"}}}, []),
+    # Numbers compare as numbers ("100" > "52" although "100" < "52" as text).
+    ({"attributes": {"age": {"gt": 40}}}, ["Ann", "Dan", "Fay"]),
+    ({"attributes": {"age": {"gte": 41, "lt": 100}}}, ["Ann", "Fay"]),
+    ({"attributes": {"age": {"lte": 39.5}}}, ["Bob", "Eve"]),
+    ({"attributes": {"age": 100}}, ["Dan"]),
+    ({"attributes": {"age": {"neq": 100}}}, ["Ann", "Bob", "Cat", "Eve", "Fay"]),
+    ({"attributes": {"renewal": {"before": "2027-01-01"}}}, ["Ann"]),
+    ({"attributes": {"renewal": {"after": "2026-12-31"}}}, ["Bob"]),
+    ({"attributes": {"city": {"exists": False}}}, ["Eve"]),
+    ({"attributes": {"renewal": {"exists": True}}, "tags": ["vip"], "status": "mailable"},
+     ["Ann", "Bob"]),
+    ({}, ["Ann", "Bob", "Cat", "Dan", "Eve", "Fay"]),
+])
+def test_each_filter_operator(world, audience, expected):
+    response = filtered(world["api_a"], audience)
+    assert names(response) == expected
+    assert response.json["total"] == len(expected)
+
+
+def test_filter_combines_with_the_list_arguments_and_pages(world):
+    api = world["api_a"]
+    response = filtered(api, {"tags": ["vip"]}, status="mailable", per_page=2)
+    assert response.json["total"] == 3 and len(response.json["items"]) == 2
+    assert names(filtered(api, {"tags": ["vip"]}, q="eve")) == ["Eve"]
+
+
+@pytest.mark.parametrize(("audience", "field"), [
+    ({"colour": "red"}, "filter.colour"),
+    ({"attributes": {"age": {"between": [1, 2]}}}, "filter.attributes.age.between"),
+    ({"attributes": {"age": {"gt": "forty"}}}, "filter.attributes.age.gt"),
+    ({"attributes": {"age": {"gt": 10**16}}}, "filter.attributes.age.gt"),
+    ({"attributes": {"age": {"gt": 1e300}}}, "filter.attributes.age.gt"),
+    ({"attributes": {"age": {"gt": True}}}, "filter.attributes.age.gt"),
+    ({"attributes": {"renewal": {"before": "2027-02-30"}}}, "filter.attributes.renewal.before"),
+    ({"attributes": {"renewal": {"after": "next week"}}}, "filter.attributes.renewal.after"),
+    ({"attributes": {"city": {"exists": "yes"}}}, "filter.attributes.city.exists"),
+    ({"attributes": {"city": {"contains": ""}}}, "filter.attributes.city.contains"),
+    ({"attributes": {"city": {}}}, "filter.attributes.city"),
+    ({"attributes": {"city": ["a"]}}, "filter.attributes.city.eq"),
+    ({"attributes": {"bad key": "x"}}, "filter.attributes.bad key"),
+    ({"attributes": {"city": "x" * 1001}}, "filter.attributes.city.eq"),
+    ({"attributes": ["city"]}, "filter.attributes"),
+    ({"status": "happy"}, "filter.status"),
+    ({"tags": "vip"}, "filter.tags"),
+    ({"tags": ["a,b"]}, "filter.tags.0"),
+    ({"q": 5}, "filter.q"),
+])
+def test_bad_filters_are_422_naming_the_field(world, audience, field):
+    response = filtered(world["api_a"], audience)
+    assert response.status_code == 422, response.json
+    assert field in response.json["error"]["fields"]
+    segment = world["api_a"].post("/api/segments", json={"name": "Bad", "filter": audience})
+    assert segment.status_code == 422 and field in segment.json["error"]["fields"]
+    assert world["api_a"].get("/api/segments").json["total"] == 0
+
+
+def test_nul_huge_and_broken_filter_text(world):
+    api = world["api_a"]
+    nul = api.post("/api/segments", json={"name": "N", "filter": {"q": "a\x00b"}})
+    assert nul.status_code == 422 and "filter.q" in nul.json["error"]["fields"]
+    broken = api.get("/api/contacts", query_string={"filter": '{"q": "\\ud800"}'})
+    assert broken.status_code == 422
+    assert api.get("/api/contacts", query_string={"filter": "{not json"}).status_code == 400
+    huge = api.get("/api/contacts", query_string={
+        "filter": '{"attributes": {"age": {"gt": 1' + "0" * 400 + "}}}"})
+    assert huge.status_code == 422
+    assert "filter.attributes.age.gt" in huge.json["error"]["fields"]
+    assert api.get("/api/contacts", query_string={"filter": "[]"}).status_code == 422
+
+
+def test_segment_crud_with_counts(world):
+    api = world["api_a"]
+    created = api.post("/api/segments", json={
+        "name": "  Boston   VIPs ", "filter": {"tags": ["VIP"],
+                                              "attributes": {"city": "Boston"}}})
+    assert created.status_code == 201, created.json
+    segment = created.json
+    assert segment["name"] == "Boston VIPs" and segment["count"] == 3
+    assert segment["filter"] == {"tags": ["vip"], "attributes": {"city": {"eq": "Boston"}}}
+    assert created.headers["Location"] == f"/api/segments/{segment['id']}"
+    again = api.post("/api/segments", json={"name": "boston vips", "filter": {}})
+    assert again.status_code == 409 and again.json["error"]["fields"] == {
+        "name": "already exists"}
+    assert api.post("/api/segments", json={"name": "", "filter": {}}).status_code == 422
+    assert api.post("/api/segments", json={"name": "x", "filter": {}, "id": 3}
+                    ).status_code == 422
+    listed = api.get("/api/segments").json
+    assert listed["total"] == 1 and listed["items"][0]["name"] == "Boston VIPs"
+    changed = api.patch(f"/api/segments/{segment['id']}", json={
+        "filter": {"tags": ["vip"], "status": "mailable"}})
+    assert changed.status_code == 200 and changed.json["count"] == 3
+    assert changed.json["name"] == "Boston VIPs"
+    assert api.get(f"/api/segments/{segment['id']}").json["count"] == 3
+    by_segment = api.get("/api/contacts", query_string={"segment_id": segment["id"]})
+    assert names(by_segment) == ["Ann", "Bob", "Eve"]
+    both = api.get("/api/contacts", query_string={"segment_id": segment["id"],
+                                                  "filter": "{}"})
+    assert both.status_code == 422
+    assert api.delete(f"/api/segments/{segment['id']}").status_code == 204
+    assert api.get(f"/api/segments/{segment['id']}").status_code == 404
+
+
+def test_segments_are_partner_owned(world):
+    api_a, api_b = world["api_a"], world["api_b"]
+    segment = api_a.post("/api/segments", json={"name": "Mine", "filter": {}}).json
+    path = f"/api/segments/{segment['id']}"
+    assert api_b.get(path).status_code == 404
+    assert api_b.patch(path, json={"name": "Stolen"}).status_code == 404
+    assert api_b.delete(path).status_code == 404
+    assert api_b.get("/api/contacts", query_string={"segment_id": segment["id"]}
+                     ).status_code == 404
+    assert api_b.get("/api/segments").json["total"] == 0
+    # The same name is free for another partner.
+    assert api_b.post("/api/segments", json={"name": "Mine", "filter": {}}).status_code == 201
+    assert api_a.get(path).json["count"] == 6
+
+
+def test_members_by_filter_report_exclusions_by_reason(world):
+    api = world["api_a"]
+    journey = make_journey()
+    campaign = make_campaign(world["a"], world["user_a"], journey,
+                             [world["people"]["ann"]])
+    path = f"/api/campaigns/{campaign.id}/members"
+    result = api.post(path, json={"filter": {"tags": ["vip"]}})
+    assert result.status_code == 200, result.json
+    data = result.json
+    assert data["added"] == 2 and data["matched"] == 4 and data["members"] == 3
+    reasons = {e["reason"]: (e["count"], e["label"]) for e in data["exclusions"]}
+    assert reasons == {"duplicate": (1, "Already in this campaign"),
+                       "unsubscribed": (1, "Unsubscribed")}
+    assert {(e["contact_id"], e["reason"]) for e in data["excluded"]} == {
+        (world["people"]["ann"].id, "duplicate"), (world["people"]["fay"].id, "unsubscribed")}
+    shown = api.get(f"/api/campaigns/{campaign.id}").json
+    assert shown["members"] == 3
+    no_consent = api.post(path, json={"filter": {"attributes": {"city": "Lyon"}}}).json
+    assert no_consent["added"] == 0
+    assert no_consent["exclusions"] == [{"reason": "no_consent",
+                                         "label": "No consent to email", "count": 1}]
+
+
+def test_members_by_segment_and_tenancy(world, make_api):
+    api_a, api_b = world["api_a"], world["api_b"]
+    journey = make_journey()
+    campaign = make_campaign(world["a"], world["user_a"], journey)
+    segment = api_a.post("/api/segments", json={
+        "name": "Boston", "filter": {"attributes": {"city": {"contains": "boston"}}}}).json
+    added = api_a.post(f"/api/campaigns/{campaign.id}/members",
+                       json={"segment_id": segment["id"]})
+    assert added.status_code == 200 and added.json["added"] == 3  # Fay is unsubscribed
+    # A foreign segment, a foreign campaign: 404 like a missing one.
+    theirs = api_b.post("/api/segments", json={"name": "Theirs", "filter": {}}).json
+    assert api_a.post(f"/api/campaigns/{campaign.id}/members",
+                      json={"segment_id": theirs["id"]}).status_code == 404
+    assert api_a.post(f"/api/campaigns/{campaign.id}/members",
+                      json={"segment_id": 999999}).status_code == 404
+    assert api_b.post(f"/api/campaigns/{campaign.id}/members",
+                      json={"filter": {}}).status_code == 404
+    assert api_b.post(f"/api/campaigns/{campaign.id}/members",
+                      json={"segment_id": theirs["id"]}).status_code == 404
+    # A filter never reaches another partner's contacts.
+    other_campaign = make_campaign(world["b"], world["user_b"], journey)
+    got = api_b.post(f"/api/campaigns/{other_campaign.id}/members", json={"filter": {}}).json
+    assert got["added"] == 1 and got["members"] == 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"segment_id": 1, "filter": {}}, "contact_ids"),
+    ({}, "contact_ids"),
+    ({"filter": {}, "overrides": {}}, "overrides"),
+    ({"segment_id": "1"}, "segment_id"),
+    ({"filter": {"nope": 1}}, "filter.nope"),
+    ({"everyone": True}, "everyone"),
+])
+def test_members_body_is_checked(world, body, field):
+    campaign = make_campaign(world["a"], world["user_a"], make_journey())
+    response = world["api_a"].post(f"/api/campaigns/{campaign.id}/members", json=body)
+    assert response.status_code == 422, response.json
+    assert field in response.json["error"]["fields"]
+    assert world["api_a"].get(f"/api/campaigns/{campaign.id}").json["members"] == 0
+
+
+def test_membership_is_frozen_at_launch(world):
+    api = world["api_a"]
+    campaign = make_campaign(world["a"], world["user_a"], make_journey(),
+                             [world["people"]["ann"]])
+    assert api.post(f"/api/campaigns/{campaign.id}/launch").status_code == 202
+    late = api.post(f"/api/campaigns/{campaign.id}/members", json={"filter": {}})
+    assert late.status_code == 409
+    segment = api.post("/api/segments", json={"name": "All", "filter": {}}).json
+    assert api.post(f"/api/campaigns/{campaign.id}/members",
+                    json={"segment_id": segment["id"]}).status_code == 409
+    assert api.get(f"/api/campaigns/{campaign.id}").json["members"] == 1
