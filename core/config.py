@@ -66,11 +66,15 @@ def load_config(instance_path: str) -> dict:
         cfg["SECRET_KEY"] = _instance_secret(Path(instance_path))
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
-    cfg["SESSION_COOKIE_HTTPONLY"] = True
-    cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
-    cfg["SESSION_COOKIE_SECURE"] = cfg["PUBLIC_BASE_URL"].startswith("https://")
+    cfg.update(cookie_settings(cfg["PUBLIC_BASE_URL"]))
     cfg["MAX_CONTENT_LENGTH"] = 60 * 1024 * 1024
     return cfg
+
+
+def cookie_settings(public_base_url: str) -> dict:
+    """Return the session cookie flags: never read by scripts, Lax, Secure behind https."""
+    return {"SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": str(public_base_url).lower().startswith("https://")}
 
 
 def _instance_secret(instance: Path) -> str:
