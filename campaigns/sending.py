@@ -39,7 +39,7 @@ from core.tokens import HONEYPOT_LINK, make_token
 from core.validate import is_http_url
 from delivery.backends import delivery_backend, drop_backend
 from delivery.base import OutgoingMessage
-from delivery.mime import build_message
+from delivery.mime import build_message, new_message_id
 from delivery.ratelimit import rate_limiter
 from journeys.models import JourneyStep, TemplateVersion
 from personalization.context import brand_context, sample_contact
@@ -148,14 +148,13 @@ def send_batch(send_ids: list[int]) -> dict[str, int]:
     return deliver_due(send_ids=[int(i) for i in send_ids], limit=len(send_ids))
 
 
-def _headers(config: Mapping, send_id: int, campaign_id: int,
-             unsubscribe_url: str) -> dict[str, str]:
+def _headers(config: Mapping, unsubscribe_url: str) -> dict[str, str]:
     # The header and the body's footer link are one URL (signed once, in compose_message).
     brand_address = str(config["BRAND_FROM_EMAIL"])
-    domain = brand_address.rpartition("@")[2] or "localhost"
     token = unsubscribe_url.rsplit("/", 1)[-1]
     return {
-        "message_id": f"lastmile.{send_id}.{campaign_id}@{domain}",
+        # Random, so globally unique; the send id is in X-Lastmile-Send-Id (build_message).
+        "message_id": new_message_id(brand_address),
         "list_unsubscribe_url": unsubscribe_url,
         "list_unsubscribe_mailto": (
             f"mailto:{brand_address}?subject={quote('unsubscribe ' + token)}"
@@ -257,8 +256,7 @@ def deliver_due(
                             html=rendered.html,
                             text=rendered.text,
                             send_id=row.id,
-                            **_headers(config, row.id, row.campaign_id,
-                                       rendered.unsubscribe_url),
+                            **_headers(config, rendered.unsubscribe_url),
                         )
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     log.exception("send %s: could not build the message", row.id)
