@@ -31,6 +31,8 @@ SETTINGS: list[tuple[str, str | None, str]] = [
     ("RATE_LIMIT_PARTNER", "0", "Max messages per second per partner (0 = unlimited)"),
     ("SNS_TOPIC_ARNS", "", "Comma-separated SNS topic ARNs accepted by /webhooks/ses"),
     ("SMTP_TIMEOUT", "30", "Seconds before an SMTP connection attempt or command gives up"),
+    ("SEND_LEASE_SECONDS", "60", "How long a worker's claim on a batch of sends lasts without "
+     "its heartbeat: a killed worker's mail is retried after this long"),
     ("PROXY_FIX_HOPS", "0", "Proxies in front of the app whose X-Forwarded-* headers to trust "
      "(client IPs for sign-in throttling and bot classification)"),
     # Partner profiles (accounts/profile.py) and their uploaded images (accounts/media.py).
