@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help run test bench lint graph messages format services browser vendor clean
+.PHONY: help run test bench lint graph messages format services browser spamassassin vendor clean
 
 help:
 	@echo "make run    - start Lastmile (SQLite, local SMTP catcher, embedded queue)"
@@ -40,7 +40,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "FATAL: could not install chromium"; exit 1; }; }
 
-test: $(DEV_STAMP) services browser
+# The starter templates' delivered mail is scored by SpamAssassin (tests/test_delivery_spam.py).
+spamassassin:
+	@command -v spamassassin >/dev/null || { echo "installing Debian spamassassin for the mail-filter test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin >/dev/null) \
+	  || { echo "FATAL: could not install spamassassin"; exit 1; }; }
+
+test: $(DEV_STAMP) services browser spamassassin
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest

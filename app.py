@@ -57,6 +57,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
         if "DATABASE_URL" in test_config:
             app.config["SQLALCHEMY_DATABASE_URI"] = test_config["DATABASE_URL"]
+        if "PUBLIC_BASE_URL" in test_config:
+            app.config.update({**core_config.cookie_settings(test_config["PUBLIC_BASE_URL"]),
+                               **{k: v for k, v in test_config.items()
+                                  if k.startswith("SESSION_COOKIE_")}})
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

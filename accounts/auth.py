@@ -1,7 +1,9 @@
 """Authentication and authorization in one place: who is calling, may they, is it theirs.
 
 API calls authenticate with `Authorization: Bearer <token>`; the web UI with a login
-session. Every route declares its roles with `@require_roles`, and every partner-scoped
+session (a signed cookie naming the user and the session version it was issued under, checked
+against the user on every request, so logout, a password change or disabling the user ends
+every copy of it). Every route declares its roles with `@require_roles`, and every partner-scoped
 object goes through `visible()` (a foreign id answers 404, exactly like a missing one), and
 every preview as a recipient through `visible_recipient()`.
 """
@@ -15,14 +17,16 @@ from typing import TypeVar
 from flask import Flask, g, request, session
 
 from accounts.models import BRAND_ROLES, PARTNER_ROLES, ROLES, User
-from accounts.services import user_for_token
-from core.db import db
+from accounts.services import get_user, user_for_session, user_for_token
 from core.errors import Forbidden, NotFound, Unauthorized
+from core.i18n import _
 
 BRAND = BRAND_ROLES
 PARTNER = PARTNER_ROLES
 ANY = ROLES
 T = TypeVar("T")
+SESSION_USER = "uid"
+SESSION_VERSION = "sv"
 
 
 def current_user() -> User | None:
@@ -34,11 +38,18 @@ def current_user() -> User | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         user = user_for_token(header[7:].strip())
-    elif not request.path.startswith("/api/") and session.get("uid"):
+    elif not request.path.startswith("/api/") and session.get(SESSION_USER):
         # Sessions authenticate only the web UI, whose forms carry CSRF tokens.
-        user = db.session.get(User, session["uid"])
+        user = user_for_session(session.get(SESSION_USER), session.get(SESSION_VERSION))
     g.user = user
     return user
+
+
+def sign_in(user: User) -> None:
+    """Make this (already cleared) session the user's, under their current session version."""
+    session[SESSION_USER] = user.id
+    session[SESSION_VERSION] = user.session_version
+    g.user = user
 
 
 def require_roles(*roles: str) -> Callable:
@@ -75,6 +86,18 @@ def visible(obj: T | None, what: str = "Not found") -> T:
     if scope is not None and getattr(obj, "partner_id", None) != scope:
         raise NotFound(f"{what} not found.")
     return obj
+
+
+def manageable_user(user_id: int) -> User:
+    """Return a user the caller may disable or enable; otherwise 404 as if it did not exist.
+
+    A brand admin manages every user; a partner admin only the users of its own partner.
+    """
+    user = get_user(user_id)
+    scope = partner_scope()
+    if scope is not None and user.partner_id != scope:
+        raise NotFound(_("User not found."))
+    return user
 
 
 def visible_recipient(contact: T | None, campaign_partner_id: int | None) -> T:

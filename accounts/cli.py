@@ -9,7 +9,12 @@ from flask.cli import AppGroup
 from accounts import services
 from core.errors import DomainError
 
-users_cli = AppGroup("users", help="Create users and API tokens.")
+users_cli = AppGroup("users", help="Create, disable and enable users; passwords and API tokens.")
+
+
+def _fail(err: DomainError) -> click.ClickException:
+    detail = "; ".join(f"{k}: {v}" for k, v in err.fields.items())
+    return click.ClickException(f"{err.message} {detail}".strip())
 
 
 @users_cli.command("create")
@@ -39,6 +44,40 @@ def token(user_id: int) -> None:
         click.echo(services.issue_token(user_id))
     except DomainError as err:
         raise click.ClickException(err.message) from err
+
+
+@users_cli.command("disable")
+@click.option("--user-id", type=int, required=True)
+def disable(user_id: int) -> None:
+    """Disable a user: their sessions and API tokens end now and sign-in is refused."""
+    try:
+        user = services.disable_user(services.get_user(user_id))
+    except DomainError as err:
+        raise _fail(err) from err
+    click.echo(f"disabled user {user.id} ({user.email}); every session and token ended")
+
+
+@users_cli.command("enable")
+@click.option("--user-id", type=int, required=True)
+def enable(user_id: int) -> None:
+    """Let a disabled user sign in again (issue a token with `users token` if they need one)."""
+    try:
+        user = services.enable_user(services.get_user(user_id))
+    except DomainError as err:
+        raise _fail(err) from err
+    click.echo(f"enabled user {user.id} ({user.email})")
+
+
+@users_cli.command("password")
+@click.option("--user-id", type=int, required=True)
+@click.password_option("--password", help="The new password (asked for when omitted).")
+def password(user_id: int, password: str) -> None:
+    """Set a user's password; every session and token ends, and one new token is printed."""
+    try:
+        click.echo(services.set_password(services.get_user(user_id), password))
+    except DomainError as err:
+        raise _fail(err) from err
+    click.echo(f"password of user {user_id} set; every session and older token ended", err=True)
 
 
 def init_app(app: Flask) -> None:

@@ -82,6 +82,11 @@ class User(db.Model):
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    # Login sessions carry the version they were issued under (accounts/auth.py); bumping it
+    # (logout, password change, disabling) ends every session of the user at once.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # A disabled user cannot sign in and has no API tokens; None means active.
+    disabled_at: Mapped[datetime | None] = mapped_column()
 
     partner: Mapped[Partner | None] = relationship()
 
@@ -89,9 +94,13 @@ class User(db.Model):
     def is_brand(self) -> bool:
         return self.role in BRAND_ROLES
 
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
     def to_dict(self) -> dict:
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role,
-                "partner_id": self.partner_id}
+                "partner_id": self.partner_id, "disabled": self.disabled}
 
 
 class ApiToken(db.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from accounts import media, profile, services
-from accounts.auth import ANY, BRAND, current_user, partner_scope, require_roles
+from accounts.auth import ANY, BRAND, current_user, manageable_user, partner_scope, require_roles
 from core.errors import BadRequest, NotFound, ValidationError
 from core.i18n import _
 from core.validate import Fields, json_body, page_args
@@ -42,6 +42,41 @@ def _partner_fields(data: dict, *, partial: bool) -> dict:
 @require_roles(*ANY)
 def me():
     return jsonify(current_user().to_dict())
+
+
+@bp.post("/api/me/password")
+@require_roles(*ANY)
+def change_password():
+    data = json_body()
+    token = services.change_password(current_user(), data.get("current_password"),
+                                     data.get("new_password"))
+    return jsonify({"token": token})
+
+
+# --- users: brand admins manage every user, partner admins their own partner's --------------
+
+USER_ADMINS = ("brand_admin", "partner_admin")
+
+
+@bp.get("/api/users")
+@require_roles(*USER_ADMINS)
+def list_users():
+    page, per_page = page_args()
+    rows, total = services.list_users(partner_scope(), page, per_page)
+    return jsonify({"items": [u.to_dict() for u in rows], "page": page, "per_page": per_page,
+                    "total": total})
+
+
+@bp.post("/api/users/<int:user_id>/disable")
+@require_roles(*USER_ADMINS)
+def disable_user(user_id: int):
+    return jsonify(services.disable_user(manageable_user(user_id), current_user()).to_dict())
+
+
+@bp.post("/api/users/<int:user_id>/enable")
+@require_roles(*USER_ADMINS)
+def enable_user(user_id: int):
+    return jsonify(services.enable_user(manageable_user(user_id)).to_dict())
 
 
 @bp.post("/api/partners")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.models import PARTNER_ROLES, ROLES, ApiToken, Partner, User
+from core import clock
 from core.db import db
-from core.errors import NotFound, StateError, ValidationError
+from core.errors import AccountDisabled, NotFound, StateError, ValidationError
+from core.i18n import _
 
 PARTNER_FIELDS = ("name", "tier", "region", "logo_url", "address", "phone", "website")
 
@@ -85,10 +87,10 @@ def create_user(email: str, role: str, partner_id: int | None = None, *, name: s
 
 
 def issue_token(user_id: int) -> str:
-    """Create another API token for an existing user."""
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("User not found.")
+    """Create another API token for an existing, active user."""
+    user = get_user(user_id)
+    if user.disabled:
+        raise StateError(_("This user is disabled; enable them first."))
     token = _add_token(user)
     db.session.commit()
     return token
@@ -101,19 +103,125 @@ def _add_token(user: User) -> str:
 
 
 def user_for_token(token: str) -> User | None:
-    """Return the user an API token belongs to, or None."""
+    """Return the active user an API token belongs to, or None."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    return row.user if row else None
+    return row.user if row is not None and not row.user.disabled else None
+
+
+def user_for_session(user_id: object, version: object) -> User | None:
+    """Return the active user a login session names, or None if the session has ended.
+
+    A session ends when the user's session version moved on since it was issued (logout,
+    password change, disabling) or the user is disabled.
+    """
+    if not isinstance(user_id, int) or not isinstance(version, int):
+        return None  # also every session issued before session versions existed
+    user = db.session.get(User, user_id)
+    if user is None or user.disabled or user.session_version != version:
+        return None
+    return user
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """Return the user whose email and password match, or None."""
+    """Return the user whose email and password match, or None.
+
+    Raises AccountDisabled for a disabled user, and only once the password matched, so the
+    answer tells nothing to someone who does not know it.
+    """
     user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
     if user and user.password_hash and check_password_hash(user.password_hash, password):
+        if user.disabled:
+            raise AccountDisabled(_("This account is disabled. Ask your administrator to "
+                                    "enable it again."))
         return user
     # Spend comparable time on unknown emails so timing does not reveal which exist.
     check_password_hash(_DUMMY_HASH, password)
     return None
+
+
+# --- sessions that end: logout, password change, disabling -------------------------------
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1000
+
+
+def _end_sessions(user: User) -> None:
+    # Every login session carries the version it was issued under (accounts/auth.py).
+    user.session_version = (user.session_version or 1) + 1
+
+
+def _revoke_tokens(user: User) -> None:
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+
+
+def log_out(user: User) -> None:
+    """End every login session of the user, in every browser; API tokens stay valid."""
+    _end_sessions(user)
+    db.session.commit()
+
+
+def change_password(user: User, current: object, new: object) -> str:
+    """Check the current password, then set a new one; see `set_password`."""
+    if (not isinstance(current, str) or not user.password_hash
+            or not check_password_hash(user.password_hash, current)):
+        message = _("The current password is wrong.")
+        raise ValidationError(message, {"current_password": message})
+    return set_password(user, new)
+
+
+def set_password(user: User, new: object) -> str:
+    """Set a new password, end every session and API token, and return one fresh token."""
+    if not isinstance(new, str) or len(new) < MIN_PASSWORD_LENGTH:
+        message = _("Use at least %(n)s characters.", n=MIN_PASSWORD_LENGTH)
+        raise ValidationError(_("The new password is too short."), {"new_password": message})
+    if len(new) > MAX_PASSWORD_LENGTH:
+        message = _("Use at most %(n)s characters.", n=MAX_PASSWORD_LENGTH)
+        raise ValidationError(_("The new password is too long."), {"new_password": message})
+    user.password_hash = generate_password_hash(new)
+    _end_sessions(user)
+    _revoke_tokens(user)
+    token = _add_token(user)
+    db.session.commit()
+    return token
+
+
+def disable_user(user: User, by: User | None = None) -> User:
+    """Disable a user: every session and API token ends at once and sign-in is refused."""
+    if by is not None and by.id == user.id:
+        raise StateError(_("You cannot disable your own account."))
+    if not user.disabled:
+        user.disabled_at = clock.now()
+        _end_sessions(user)
+        _revoke_tokens(user)
+        db.session.commit()
+    return user
+
+
+def enable_user(user: User) -> User:
+    """Let a disabled user sign in again (their old tokens stay revoked; issue a new one)."""
+    user.disabled_at = None
+    db.session.commit()
+    return user
+
+
+def get_user(user_id: int) -> User:
+    """Return a user or raise NotFound."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("User not found."))
+    return user
+
+
+def list_users(partner_id: int | None, page: int = 1,
+               per_page: int = 50) -> tuple[list[User], int]:
+    """Return one page of users (of one partner, or all with None) and the total count."""
+    query = select(User)
+    if partner_id is not None:
+        query = query.where(User.partner_id == partner_id)
+    total = db.session.scalar(select(db.func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(User.id).limit(per_page).offset((page - 1) * per_page)).all()
+    return list(rows), total
 
 
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(8))

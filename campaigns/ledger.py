@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns import schedule, sharing
@@ -61,7 +61,12 @@ OPEN_STATUSES = ("queued", "claimed", "retry")
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 60.0
 BACKOFF_CAP_SECONDS = 3600.0
-DEFAULT_LEASE_SECONDS = 300
+# A claim's lease is short and renewed by the job's heartbeat while it works
+# (sending.LeaseHeartbeat): a worker killed with SIGKILL leaves rows that come due again
+# within a lease, while a slow but live job keeps its rows. No job holds rows longer than
+# MAX_HOLD_SECONDS (the heartbeat stops renewing then), whatever happens to it.
+DEFAULT_LEASE_SECONDS = 60
+MAX_HOLD_SECONDS = 300
 DEFAULT_ENQUEUE_SECONDS = 120
 
 
@@ -728,6 +733,23 @@ def record_outcomes(
         add_suppressions(hard_bounces, "bounced", "SMTP: mailbox does not exist")
     db.session.commit()
     return counts
+
+
+def renew_leases(connection: Connection, rows: Sequence[Claimed], lease_seconds: float) -> int:
+    """Extend the lease of the rows still claimed by these very attempts; return how many.
+
+    Runs on its own connection (the heartbeat thread's), in its own short transaction.
+    """
+    if not rows:
+        return 0
+    result = connection.execute(
+        update(_SENDS).where(_OWNED_BY_PARAMS)
+        .values(lease_expires_at=clock.now() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False),
+        [{"b_id": r.id, "b_attempts": r.attempts} for r in rows],
+    )
+    connection.commit()
+    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else 0
 
 
 def release_claims(rows: Iterable[Claimed], due_at: datetime | None = None) -> int:

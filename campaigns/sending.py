@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -39,7 +40,7 @@ from core.tokens import HONEYPOT_LINK, make_token
 from core.validate import is_http_url
 from delivery.backends import delivery_backend, drop_backend
 from delivery.base import OutgoingMessage
-from delivery.mime import build_message
+from delivery.mime import build_message, new_message_id
 from delivery.ratelimit import rate_limiter
 from journeys.models import JourneyStep, TemplateVersion
 from personalization.context import brand_context, sample_contact
@@ -49,8 +50,11 @@ from personalization.render import render_message
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "sends"
-# A job must end before its rows' lease does, or another worker could take them over.
-JOB_TIMEOUT = ledger.DEFAULT_LEASE_SECONDS - 30
+# A job must end before its rows' heartbeat stops (ledger.MAX_HOLD_SECONDS), or another
+# worker could take them over while it still sends.
+JOB_TIMEOUT = ledger.MAX_HOLD_SECONDS - 30
+# What a job spends before it hands its untried rows back (deliver_due's time_budget).
+JOB_BUDGET_SECONDS = ledger.MAX_HOLD_SECONDS / 2
 ENQUEUE_GROUP = 50  # batches per Redis pipeline
 
 # Outcomes are committed after every this-many messages: the span between the server's
@@ -143,19 +147,71 @@ def scheduler_tick(
 # --------------------------------------------------------------------------- 2. the job
 
 
+class LeaseHeartbeat:
+    """Renew the leases of a job's claimed rows from a thread while the job works on them.
+
+    A live job keeps its rows however slow a chunk is; a killed one stops renewing, so its rows
+    come due again within one lease instead of waiting out a long one. The job asks `holds()`
+    before each chunk: if renewals have failed (the database is away) for half a lease, it
+    stops sending, since its rows may soon be another worker's. After `max_hold` seconds the
+    heartbeat stops renewing, so no job, however stuck, keeps rows longer than that.
+    """
+
+    def __init__(self, rows: list[ledger.Claimed], lease_seconds: float,
+                 max_hold: float = ledger.MAX_HOLD_SECONDS) -> None:
+        self.rows = rows
+        self.lease_seconds = lease_seconds
+        self.interval = max(lease_seconds / 4, 0.05)
+        self.engine = db.engine
+        started = time.monotonic()
+        self.renewed_at = started  # the claim itself set the first lease
+        self.give_up_at = started + max_hold
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def holds(self) -> bool:
+        """Tell whether the leases were renewed recently enough to go on sending."""
+        return time.monotonic() - self.renewed_at < self.lease_seconds / 2
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval) and time.monotonic() < self.give_up_at:
+            try:
+                with self.engine.connect() as connection:
+                    ledger.renew_leases(connection, self.rows, self.lease_seconds)
+                self.renewed_at = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the database may be away; holds() tells
+                log.warning("could not renew the leases of %s sends: %s", len(self.rows),
+                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+
+def lease_seconds_of(config: Mapping) -> float:
+    """Return the configured lease of a claim (SEND_LEASE_SECONDS), at least one second."""
+    try:
+        return max(1.0, float(config.get("SEND_LEASE_SECONDS") or ledger.DEFAULT_LEASE_SECONDS))
+    except (TypeError, ValueError):
+        return float(ledger.DEFAULT_LEASE_SECONDS)
+
+
 def send_batch(send_ids: list[int]) -> dict[str, int]:
     """Claim the given sends, render, build and deliver them, and record every outcome."""
     return deliver_due(send_ids=[int(i) for i in send_ids], limit=len(send_ids))
 
 
-def _headers(config: Mapping, send_id: int, campaign_id: int,
-             unsubscribe_url: str) -> dict[str, str]:
+def _headers(config: Mapping, unsubscribe_url: str) -> dict[str, str]:
     # The header and the body's footer link are one URL (signed once, in compose_message).
     brand_address = str(config["BRAND_FROM_EMAIL"])
-    domain = brand_address.rpartition("@")[2] or "localhost"
     token = unsubscribe_url.rsplit("/", 1)[-1]
     return {
-        "message_id": f"lastmile.{send_id}.{campaign_id}@{domain}",
+        # Random, so globally unique; the send id is in X-Lastmile-Send-Id (build_message).
+        "message_id": new_message_id(brand_address),
         "list_unsubscribe_url": unsubscribe_url,
         "list_unsubscribe_mailto": (
             f"mailto:{brand_address}?subject={quote('unsubscribe ' + token)}"
@@ -167,22 +223,30 @@ def deliver_due(
     *,
     send_ids: list[int] | None = None,
     limit: int = 200,
-    lease_seconds: float = ledger.DEFAULT_LEASE_SECONDS,
+    lease_seconds: float | None = None,
     time_budget: float | None = None,
 ) -> dict[str, int]:
     """Claim up to `limit` due sends (or the given ids) and deliver them; return counts.
 
-    The job stops itself once `time_budget` (default: half the lease) is spent, handing the
-    rows it has not tried back to the queue, so it ends long before its lease runs out or RQ's
-    timeout kills it. A kill can still land inside one stalled chunk (every SMTP command has
-    its own timeout); then at most that chunk's accepted mail can go out again.
+    The claim's lease (default SEND_LEASE_SECONDS) is renewed by a heartbeat while the job
+    works (LeaseHeartbeat). The job stops itself once `time_budget` (default
+    JOB_BUDGET_SECONDS) is spent, handing the rows it has not tried back to the queue, so it
+    ends long before RQ's timeout kills it. A kill can still land inside one chunk; then at
+    most that chunk's accepted mail can go out again.
     """
-    stop_at = time.monotonic() + (lease_seconds / 2 if time_budget is None else time_budget)
+    stop_at = time.monotonic() + (JOB_BUDGET_SECONDS if time_budget is None else time_budget)
     config = current_app.config
+    lease = lease_seconds_of(config) if lease_seconds is None else lease_seconds
     with _PhaseTimer("db"):
-        claimed = ledger.claim_batch(limit, lease_seconds, send_ids)
+        claimed = ledger.claim_batch(limit, lease, send_ids)
     if not claimed:
         return {}
+    with LeaseHeartbeat(claimed, lease) as heartbeat:
+        return _deliver_claimed(claimed, config, stop_at, heartbeat)
+
+
+def _deliver_claimed(claimed: list[ledger.Claimed], config: Mapping, stop_at: float,
+                     heartbeat: LeaseHeartbeat) -> dict[str, int]:
     allowed, held = rate_limiter(config).admit(
         claimed, int(config.get("RATE_LIMIT_GLOBAL") or 0),
         int(config.get("RATE_LIMIT_PARTNER") or 0),
@@ -232,6 +296,12 @@ def deliver_due(
     remaining = list(allowed)
     try:
         while remaining:
+            if not heartbeat.holds():
+                # Leases not renewed for half a lease: another worker may own these rows soon.
+                log.warning("leases not renewed; %s untried sends left to their leases",
+                            len(remaining))
+                counts["unrenewed"] += len(remaining)
+                break
             chunk, remaining = remaining[:COMMIT_EVERY], remaining[COMMIT_EVERY:]
             outcomes: list[ledger.Outcome] = []
             messages = []
@@ -257,8 +327,7 @@ def deliver_due(
                             html=rendered.html,
                             text=rendered.text,
                             send_id=row.id,
-                            **_headers(config, row.id, row.campaign_id,
-                                       rendered.unsubscribe_url),
+                            **_headers(config, rendered.unsubscribe_url),
                         )
                 except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
                     log.exception("send %s: could not build the message", row.id)

@@ -39,7 +39,7 @@ from core.errors import DeliveryFailed, RateLimited, ValidationError
 from core.i18n import _, ngettext
 from delivery.backends import get_backend
 from delivery.base import SENT, OutgoingMessage
-from delivery.mime import build_message
+from delivery.mime import build_message, new_message_id
 from personalization.context import sample_contact
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,6 @@ def send_test(campaign: Campaign, user: User, *, config: Mapping, step: Any = No
     db.session.flush()
     brand_name = str(config["BRAND_NAME"])
     brand_address = str(config["BRAND_FROM_EMAIL"])
-    domain = brand_address.rpartition("@")[2] or "localhost"
     messages = []
     for index in steps:
         # send_id=None: rendered exactly as sent, without tracking (compose_message).
@@ -132,7 +131,7 @@ def send_test(campaign: Campaign, user: User, *, config: Mapping, step: Any = No
                                    send_id=None, config=config)
         try:
             data = build_message(
-                message_id=f"lastmile.test.{record.id}.{index}@{domain}",
+                message_id=new_message_id(brand_address),
                 from_name=f"{campaign.sender_name} via {brand_name}",
                 from_email=brand_address,
                 reply_to=campaign.sender_reply_to,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from flask import Flask
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -31,6 +33,7 @@ from campaigns.contacts_import import (
     run_import_job,
 )
 from campaigns.sending import housekeeping, scheduler_tick, send_queue
+from core.backoff import Backoff
 from core.db import db
 from core.redis import redis_client
 from delivery.backends import drop_backend
@@ -43,31 +46,45 @@ def redis_connection(app: Flask) -> Redis:
     return redis_client(app.config["REDIS_URL"])
 
 
-
-
-
-
-
-
-
-
 def run_scheduler(
     app: Flask, *, once: bool, interval: float, batch_size: int, enqueue_seconds: float
 ) -> None:
-    """Run scheduler ticks forever (or once), logging what each tick did."""
+    """Run scheduler ticks forever (or once), logging what each tick did.
+
+    A tick that fails (the database or Redis is away) is logged and tried again with backoff;
+    the process lives on. With `once` the failure is raised.
+    """
     queue = send_queue(redis_connection(app))
+    backoff = Backoff()
     while True:
+        counts: dict[str, int] = {}
         with app.app_context():
             try:
                 counts = scheduler_tick(queue, batch_size, enqueue_seconds)
                 counts.update(recover_stale_imports())
+            except Exception as exc:
+                if once:
+                    raise
+                delay = backoff.failed()
+                log.warning("scheduler: tick failed (%s); retrying in %.1f s", _reason(exc), delay)
+                time.sleep(delay)
+                continue
             finally:
-                db.session.remove()
+                with contextlib.suppress(Exception):  # the database may be what failed
+                    db.session.remove()
+        if backoff.failures:
+            log.warning("scheduler: working again after %s failed ticks", backoff.failures)
+        backoff.succeeded()
         if counts:
             log.info("scheduler: %s", counts)
         if once:
             return
         time.sleep(interval)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 class AppWorker(SimpleWorker):
@@ -114,9 +131,26 @@ def _work(app: Flask, burst: bool, forked: bool) -> None:
         with app.app_context():
             # Connections inherited from the parent must not be shared with it.
             db.engine.dispose(close=False)
-    worker = make_worker(app)
+    backoff = Backoff()
     try:
-        worker.work(burst=burst, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
+        while True:
+            started = time.monotonic()
+            worker = make_worker(app)
+            try:
+                worker.work(burst=burst, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+                log.warning("worker: Redis failed (%s)", _reason(exc))
+            else:
+                # RQ leaves its loop when asked to stop, when a burst is done, and also on a
+                # Redis timeout or an unexpected error: only the first two end this process.
+                if burst or getattr(worker, "_stop_requested", False):
+                    return
+                log.warning("worker: RQ's loop ended unexpectedly")
+            if time.monotonic() - started > 60:
+                backoff.succeeded()
+            delay = backoff.failed()
+            log.warning("worker: starting again in %.1f s", delay)
+            time.sleep(delay)
     finally:
         drop_backend()
         write_stats()
@@ -152,6 +186,7 @@ def run_embedded(
 ) -> dict[str, int]:
     """Run scheduler and delivery in this process without Redis; return totals in burst mode."""
     totals: dict[str, int] = {}
+    backoff = Backoff()
     while True:
         worked = False
         with app.app_context():
@@ -179,8 +214,18 @@ def run_embedded(
                         totals[key] = totals.get(key, 0) + n
                 for key, n in housekeeping().items():
                     totals[key] = totals.get(key, 0) + n
+            except Exception as exc:
+                if burst:
+                    raise
+                # The database is away (or one pass failed): the ledger keeps every row.
+                delay = backoff.failed()
+                log.warning("worker: pass failed (%s); retrying in %.1f s", _reason(exc), delay)
+                time.sleep(delay)
+                continue
             finally:
-                db.session.remove()
+                with contextlib.suppress(Exception):
+                    db.session.remove()
+        backoff.succeeded()
         if burst and not worked:
             drop_backend()
             write_stats()

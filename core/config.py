@@ -31,6 +31,8 @@ SETTINGS: list[tuple[str, str | None, str]] = [
     ("RATE_LIMIT_PARTNER", "0", "Max messages per second per partner (0 = unlimited)"),
     ("SNS_TOPIC_ARNS", "", "Comma-separated SNS topic ARNs accepted by /webhooks/ses"),
     ("SMTP_TIMEOUT", "30", "Seconds before an SMTP connection attempt or command gives up"),
+    ("SEND_LEASE_SECONDS", "60", "How long a worker's claim on a batch of sends lasts without "
+     "its heartbeat: a killed worker's mail is retried after this long"),
     ("PROXY_FIX_HOPS", "0", "Proxies in front of the app whose X-Forwarded-* headers to trust "
      "(client IPs for sign-in throttling and bot classification)"),
     # Partner profiles (accounts/profile.py) and their uploaded images (accounts/media.py).
@@ -66,11 +68,15 @@ def load_config(instance_path: str) -> dict:
         cfg["SECRET_KEY"] = _instance_secret(Path(instance_path))
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
-    cfg["SESSION_COOKIE_HTTPONLY"] = True
-    cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
-    cfg["SESSION_COOKIE_SECURE"] = cfg["PUBLIC_BASE_URL"].startswith("https://")
+    cfg.update(cookie_settings(cfg["PUBLIC_BASE_URL"]))
     cfg["MAX_CONTENT_LENGTH"] = 60 * 1024 * 1024
     return cfg
+
+
+def cookie_settings(public_base_url: str) -> dict:
+    """Return the session cookie flags: never read by scripts, Lax, Secure behind https."""
+    return {"SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": str(public_base_url).lower().startswith("https://")}
 
 
 def _instance_secret(instance: Path) -> str:

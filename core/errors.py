@@ -38,6 +38,10 @@ class Forbidden(DomainError):
     status, code = 403, "forbidden"
 
 
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+
+
 class NotFound(DomainError):
     status, code = 404, "not_found"
 

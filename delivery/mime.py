@@ -173,6 +173,28 @@ def _format_date(date: datetime | None) -> str:
     return format_datetime(when)
 
 
+def new_message_id(from_email: str) -> str:
+    """Return a globally unique Message-ID (without brackets) in the sender's domain.
+
+    128 random bits: a staging and a production deployment of one brand, or a database
+    restored from a backup, never give two different mails one id (mailbox providers may
+    collapse those as duplicates). The send id travels in X-Lastmile-Send-Id instead.
+    """
+    domain = from_email.rpartition("@")[2] or "localhost"
+    return f"lm.{secrets.token_hex(16)}@{domain}"
+
+
+# Before Message-IDs were random they read lastmile.<send id>.<campaign id>@<domain>; mail
+# sent then still correlates through them.
+_LEGACY_MESSAGE_ID = re.compile(r"<?lastmile\.(\d{1,18})\.(\d{1,18})@[^\s<>]+>?", re.ASCII)
+
+
+def legacy_message_id_send(message_id: str) -> tuple[int, int] | None:
+    """Return (send id, campaign id) named by an old-format Message-ID, or None."""
+    match = _LEGACY_MESSAGE_ID.fullmatch(str(message_id).strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def build_message(
     *,
     message_id: str,

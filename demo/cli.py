@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -20,6 +19,7 @@ from campaigns.models import Contact
 from core import migrate
 from core.config import ROOT
 from core.db import db
+from demo.supervisor import Supervisor
 from journeys import services as journeys
 from journeys.cli import import_starters
 from journeys.models import Journey
@@ -125,19 +125,21 @@ def dev_command(host: str, port: int, no_seed: bool) -> None:
     env = dict(os.environ)
     env.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
     flask = [sys.executable, "-m", "flask", "--app", "app"]
-    children = []
+    commands: dict[str, list[str]] = {}
     if current_app.config["DELIVERY_BACKEND"] == "smtp" and current_app.config["SMTP_HOST"] in (
             "127.0.0.1", "localhost"):
-        children.append(subprocess.Popen(
-            [*flask, "smtp-catcher", "--port", str(current_app.config["SMTP_PORT"])], env=env))
-    children.append(subprocess.Popen([*flask, "worker"], env=env))
+        commands["smtp-catcher"] = [*flask, "smtp-catcher", "--port",
+                                    str(current_app.config["SMTP_PORT"])]
+    commands["worker"] = [*flask, "worker"]
     if current_app.config["REDIS_URL"]:
         # With Redis the scheduler feeds the RQ queue, and tracking hits are buffered in a
         # stream that the drainer moves to the DB; without it the worker does both jobs.
-        children.append(subprocess.Popen([*flask, "scheduler"], env=env))
-        children.append(subprocess.Popen([*flask, "tracking-drain"], env=env))
-    children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port),
-                                      "--no-reload"], env=env))
+        commands["scheduler"] = [*flask, "scheduler"]
+        commands["tracking-drain"] = [*flask, "tracking-drain"]
+    commands["web"] = [*flask, "run", "--host", host, "--port", str(port), "--no-reload"]
+    # A component that exits (a crash, an outage it gave up on) is started again.
+    supervisor = Supervisor(commands, env, say=lambda line: click.echo(line, err=True))
+    supervisor.start()
     time.sleep(1.5)
     url = f"http://{host}:{port}"
     click.echo("")
@@ -150,21 +152,14 @@ def dev_command(host: str, port: int, no_seed: bool) -> None:
         click.echo(f"  {role:15} {email:28} password {DEMO_PASSWORD}")
         click.echo(f"  {'':15} API: curl -H 'Authorization: Bearer {token}' {url}/api/me")
     click.echo("Press Ctrl-C to stop.")
+    stopping = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_args: stopping.update(flag=True))
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        click.echo("a component stopped; shutting down", err=True)
+        supervisor.run(lambda: stopping["flag"])
     except KeyboardInterrupt:
         pass
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop()
 
 
 def init_app(app: Flask) -> None:

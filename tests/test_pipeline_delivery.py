@@ -50,6 +50,23 @@ def _html_and_text(message) -> tuple[str, str]:
     return html.replace("\r\n", "\n"), text.replace("\r\n", "\n")
 
 
+def test_message_ids_are_random_and_the_send_id_travels_in_its_own_header(app, smtp):
+    clock.freeze(T0)
+    launched = launch_campaign(20)
+    drain(app)
+    sends = {s.id: s for s in db.session.execute(
+        select(Send).where(Send.campaign_id == launched.campaign_id)).scalars()}
+    ids = set()
+    for message in smtp.parsed():
+        send = sends[int(message["X-Lastmile-Send-Id"])]
+        message_id = str(message["Message-ID"])
+        # 128 random bits: another deployment or a restored database never repeats one.
+        assert re.fullmatch(r"<lm\.[0-9a-f]{32}@acme\.example>", message_id), message_id
+        assert send.provider_message_id == message_id.strip("<>")  # kept for correlation
+        ids.add(message_id)
+    assert len(ids) == len(sends) == 20
+
+
 def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp, monkeypatch):
     clock.freeze(T0)
     launched = launch_campaign(50, steps=[(0, "always"), (24, "always"), (48, "always")])

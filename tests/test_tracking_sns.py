@@ -220,3 +220,36 @@ def test_subscription_confirmation_only_for_allowed_topics(client, signer, sns_s
     assert post(client, signed(signer, redirect)).status_code == 403
     assert sns_setup["confirmed"] == [sub["SubscribeURL"]]
     assert sns_setup["fetched"] == [CERT_URL]  # fetched once, then cached
+
+
+def test_send_found_through_an_old_format_message_id(client, signer):
+    # Mail sent before Message-IDs were random named its send and campaign in them.
+    send = make_sent_message(email="o@example.com")
+    body = bounce(None, ["o@example.com"])
+    body["mail"]["commonHeaders"] = {"messageId": f"<lastmile.{send.id}.{send.campaign_id}"
+                                                  "@acme.example>"}
+    assert post(client, notification(signer, body)).status_code == 200
+    assert db.session.scalar(select(Event.send_id)) == send.id
+
+
+def test_old_format_message_id_of_another_campaign_names_no_send(client, signer):
+    send = make_sent_message(email="w@example.com")
+    body = bounce(None, ["w@example.com"])
+    body["mail"]["commonHeaders"] = {"messageId": f"<lastmile.{send.id}."
+                                                  f"{send.campaign_id + 1}@acme.example>"}
+    body["mail"]["headers"] = ["not a header", {"name": "Message-ID",
+                                                "value": "<lastmile.99999999999.1@x>"}]
+    response = post(client, notification(signer, body))
+    assert response.status_code == 200 and response.json["send_id"] is None
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    assert state()[0] == [("w@example.com", "bounced")]  # the address is still suppressed
+
+
+def test_send_found_through_its_random_message_id(client, signer):
+    send = make_sent_message(email="r@example.com")
+    send.provider_message_id = "lm.0123456789abcdef0123456789abcdef@acme.example"
+    db.session.commit()
+    body = bounce(None, ["r@example.com"])
+    body["mail"]["headers"] = [{"name": "Message-ID", "value": f"<{send.provider_message_id}>"}]
+    assert post(client, notification(signer, body)).status_code == 200
+    assert db.session.scalar(select(Event.send_id)) == send.id

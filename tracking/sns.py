@@ -27,7 +27,8 @@ from campaigns.suppression import add_suppressions
 from core import clock
 from core.db import db
 from core.errors import BadRequest, Forbidden
-from core.validate import parse_json
+from core.validate import is_db_id, parse_json
+from delivery.mime import legacy_message_id_send
 from tracking.ingest import Hit, _insert, apply_hits
 from tracking.models import SnsMessage
 
@@ -116,6 +117,11 @@ def _remember(msg: dict) -> bool:
     return result.first() is not None
 
 
+def _headers(mail: dict) -> list[dict]:
+    headers = mail.get("headers")
+    return [h for h in headers if isinstance(h, dict)] if isinstance(headers, list) else []
+
+
 def _find_send(mail: dict) -> Send | None:
     """Find the send a notification is about: our tag/header first, then the provider id."""
     candidates: list[str] = []
@@ -123,20 +129,40 @@ def _find_send(mail: dict) -> Send | None:
     for name in ("send_id", "lastmile_send_id", "X-Lastmile-Send-Id"):
         value = tags.get(name)
         candidates += value if isinstance(value, list) else [value] if value else []
-    for header in mail.get("headers") or []:
+    for header in _headers(mail):
         if str(header.get("name", "")).lower() == "x-lastmile-send-id":
             candidates.append(header.get("value"))
     for value in candidates:
         try:
-            send = db.session.get(Send, int(str(value).strip()))
+            send_id = int(str(value).strip())
         except (TypeError, ValueError):
             continue
+        send = db.session.get(Send, send_id) if is_db_id(send_id) else None
         if send is not None:
             return send
     provider_id = mail.get("messageId")
     if provider_id:
-        return db.session.scalar(
+        send = db.session.scalar(
             select(Send).where(Send.provider_message_id == str(provider_id)).limit(1))
+        if send is not None:
+            return send
+    # Last, the Message-ID we wrote: the SMTP backend stores it as the provider id, and an
+    # old-format one (mail sent before they were random) names its send and campaign.
+    common = mail.get("commonHeaders")
+    ours = [common.get("messageId")] if isinstance(common, dict) else []
+    ours += [h.get("value") for h in _headers(mail)
+             if str(h.get("name", "")).lower() == "message-id"]
+    for value in filter(None, ours):
+        message_id = str(value).strip()
+        legacy = legacy_message_id_send(message_id)
+        if legacy is not None and is_db_id(legacy[0]):
+            send = db.session.get(Send, legacy[0])
+            if send is not None and send.campaign_id == legacy[1]:
+                return send
+        send = db.session.scalar(select(Send).where(
+            Send.provider_message_id == message_id.strip("<>")[:300]).limit(1))
+        if send is not None:
+            return send
     return None
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import current_app, redirect, render_template, request, session, url_for
 
 from accounts import services as accounts
-from accounts.auth import ANY, current_user, require_roles
+from accounts.auth import ANY, current_user, require_roles, sign_in
 from core import throttle
+from core.errors import AccountDisabled
 from web import csrf
 from web.base import bp, home_for, safe_next
 
@@ -43,7 +44,11 @@ def login():
         return render_template("web/login.html", next=next_url or "", email=email,
                                error="Too many failed sign-ins. Wait 15 minutes and try "
                                      "again."), 429
-    user = accounts.authenticate(email, request.form.get("password", ""))
+    try:
+        user = accounts.authenticate(email, request.form.get("password", ""))
+    except AccountDisabled as err:
+        return render_template("web/login.html", next=next_url or "", email=email,
+                               error=err.message), 403
     if user is None:
         throttle.record_failure(config, pair, LOGIN_WINDOW_SECONDS)
         throttle.record_failure(config, address, LOGIN_WINDOW_SECONDS)
@@ -51,7 +56,7 @@ def login():
                                error="Email or password is wrong."), 401
     # A fresh session on every sign-in: nothing from before survives (no fixation).
     session.clear()
-    session["uid"] = user.id
+    sign_in(user)
     csrf.rotate()
     return redirect(next_url or home_for(user))
 
@@ -59,5 +64,7 @@ def login():
 @bp.post("/logout")
 @require_roles(*ANY)
 def logout():
+    # Ends every session of this user, not only this cookie: a copy of it stops working too.
+    accounts.log_out(current_user())
     session.clear()
     return redirect(url_for("web.login"))
