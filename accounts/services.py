@@ -155,8 +155,11 @@ def _revoke_tokens(user: User) -> None:
 
 
 def log_out(user: User) -> None:
-    """End every login session of the user, in every browser; API tokens stay valid."""
+    """End every login session of the user, in every browser, and every API token."""
+    # "Sessions that really end": a sign-out also ends what a stolen token could do; a script
+    # gets a new token (`flask users token`), ideally on a user of its own.
     _end_sessions(user)
+    _revoke_tokens(user)
     db.session.commit()
 
 

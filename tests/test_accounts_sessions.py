@@ -57,9 +57,9 @@ def test_a_copied_cookie_stops_working_after_logout(app, marketer):
     assert not is_signed_in(browser)
     assert not is_signed_in(stolen)
     assert not is_signed_in(other_browser)  # logout ends every session of the user
-    # An API token is not a session: scripts keep working after a browser logout.
+    # Signing out ends the user's API tokens as well.
     assert app.test_client().get("/api/me", headers={"Authorization": f"Bearer {token}"}
-                                 ).status_code == 200
+                                 ).status_code == 401
     assert is_signed_in(signed_in(app, user.email))  # and signing in again works
 
 
