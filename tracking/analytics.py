@@ -30,10 +30,12 @@ from journeys.models import Journey, JourneyStep, TemplateVersion
 from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
 
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
-              "machine_opens", "machine_clicks", "complaints", "soft_bounces")
+              "machine_opens", "machine_clicks", "proxied_opens", "complaints", "soft_bounces",
+              "conversions")
 METRICS = ("sent", "delivered", "bounced", "failed", "suppressed", "opens", "unique_opens",
            "clicks", "unique_clicks", "unsubscribes", "complaints", "open_rate", "click_rate",
-           "machine_opens", "machine_clicks")
+           "machine_opens", "machine_clicks", "raw_opens", "raw_clicks", "proxied_opens",
+           "conversions", "conversion_value")
 TOP_LINKS = 10
 ACTIVE_DAYS = 90
 
@@ -46,10 +48,18 @@ def _finish(c: dict) -> dict:
     """Turn raw counters into the API's metric dict (delivered, rates)."""
     out = {k: int(c.get(k, 0)) for k in ("sent", "failed", "suppressed", *ENGAGEMENT)}
     out["bounced"] = int(c.get("bounces", 0))
+    # Raw counts: every recorded fetch, person or machine; the rest count people only.
+    out["raw_opens"] = out["opens"] + out["machine_opens"]
+    out["raw_clicks"] = out["clicks"] + out["machine_clicks"]
+    out["conversion_value"] = _money(c.get("conversion_value_cents", 0))
     out["delivered"] = max(out["sent"] - out["bounced"], 0)
     out["open_rate"] = _rate(out["unique_opens"], out["delivered"])
     out["click_rate"] = _rate(out["unique_clicks"], out["delivered"])
     return out
+
+
+def _money(cents: int | None) -> float:
+    return round(int(cents or 0) / 100, 2)
 
 
 def _add(into: dict, values: dict) -> None:
@@ -125,7 +135,8 @@ def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  
     ]
     report["daily"] = [
         {"day": d, "sent": int(c.get("sent", 0)), "bounced": int(c.get("bounces", 0)),
-         **{k: int(c.get(k, 0)) for k in ENGAGEMENT}}
+         **{k: int(c.get(k, 0)) for k in ENGAGEMENT},
+         "conversion_value": _money(c.get("conversion_value_cents", 0))}
         for d, c in sorted(daily.items())
     ]
     top = sorted(links.items(), key=lambda kv: (-kv[1].get("clicks", 0),

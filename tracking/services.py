@@ -146,21 +146,21 @@ class Recorder:
         self.redis: redis.Redis | None = configured_redis(app.config, timeout=5)
         self._click = self.redis.register_script(_CLICK_LUA) if self.redis else None
 
-    def open(self, token: str, user_agent: str, ip: str) -> bool:
+    def open(self, token: str, user_agent: str, ip: str, how: str = "") -> bool:
         """Record an open if `token` verifies; tell whether it did."""
         parsed = tokens.read_token(self.secret, "open", token)
         if parsed is None:
             return False
-        self._append(hit_fields("open", parsed[0], None, user_agent, ip, clock.now()))
+        self._append(hit_fields("open", parsed[0], None, user_agent, ip, clock.now(), how))
         return True
 
-    def click(self, token: str, user_agent: str, ip: str) -> str | None:
+    def click(self, token: str, user_agent: str, ip: str, how: str = "") -> str | None:
         """Record a click and return its redirect target; None (nothing recorded) if invalid."""
         parsed = tokens.read_token(self.secret, "click", token)
         if parsed is None:
             return None
         send_id, link_index = parsed
-        fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now())
+        fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now(), how)
         if link_index == HONEYPOT_LINK:
             with self.app.app_context():
                 exists = db.session.get(Send, send_id) is not None
