@@ -144,19 +144,28 @@ def apply_hits(hits: list[Hit]) -> int:
         if click_sends else {}
     )
     opened = _opened(click_sends) if click_sends else set()
+    # A scanner follows every link of a message within a second or two: each click of such a
+    # burst is a machine's, the first ones too, so a click sees the batch's later clicks.
+    batch_clicks: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for h in hits:
+        if h.kind == "click" and h.link_index is not None:
+            batch_clicks[h.send_id].append((h.occurred_at, h.link_index))
 
     rows: list[dict] = []
     by_key: dict[str, tuple[Hit, bots.Verdict]] = {}
     for h in hits:
         s = sends[h.send_id]
+        burst = None
+        if h.kind == "click":
+            burst = dict(recent.get(h.send_id, {}))
+            for at, link in batch_clicks.get(h.send_id, ()):
+                if abs(at - h.occurred_at) <= bots.ALL_LINKS_WINDOW:
+                    burst[link] = max(at, burst.get(link, at))
         verdict = bots.classify(
             h.kind, h.user_agent, h.ip, occurred_at=h.occurred_at, sent_at=s.sent_at,
             link_index=h.link_index, link_count=link_counts[s.template_version_id],
-            recent_click_links=recent.setdefault(h.send_id, {}) if h.kind == "click" else None,
-            how=h.how, opened_before=h.send_id in opened,
+            recent_click_links=burst, how=h.how, opened_before=h.send_id in opened,
         )
-        if h.kind == "click" and h.link_index is not None:
-            recent[h.send_id][h.link_index] = h.occurred_at
         if h.kind == "open" and not verdict.machine:
             opened.add(h.send_id)
         by_key[h.key] = (h, verdict)
