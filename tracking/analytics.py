@@ -27,7 +27,14 @@ from core.db import db
 from core.i18n import _
 from core.tokens import HONEYPOT_LINK
 from journeys.models import Journey, JourneyStep, TemplateVersion
-from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
+from tracking.models import (
+    NO_LINK,
+    ROLLUP_COUNTERS,
+    Conversion,
+    EngagementRollup,
+    Event,
+    SendEngagement,
+)
 
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
               "machine_opens", "machine_clicks", "proxied_opens", "complaints", "soft_bounces",
@@ -268,6 +275,15 @@ def contact_timeline(contact_id: int, page: int, per_page: int) -> dict:
     def iso(value):  # noqa: ANN001, ANN202
         return value.isoformat() if value else None
 
+    converted: dict[int, list[dict]] = defaultdict(list)
+    if rows:
+        for c in db.session.scalars(
+            select(Conversion).where(Conversion.send_id.in_([r.id for r in rows]))
+            .order_by(Conversion.occurred_at, Conversion.id)
+        ):
+            converted[c.send_id].append({
+                "name": c.name, "value": None if c.value_cents is None else _money(c.value_cents),
+                "currency": c.currency, "occurred_at": c.occurred_at.isoformat()})
     items = []
     for r in rows:
         label = status_words(r.status, r.status_reason)
@@ -287,13 +303,15 @@ def contact_timeline(contact_id: int, page: int, per_page: int) -> dict:
             "first_open_at": iso(r.first_open_at), "first_click_at": iso(r.first_click_at),
             "unsubscribed_at": iso(r.unsubscribed_at), "bounced_at": iso(r.bounced_at),
             "complained_at": iso(r.complained_at), "last_activity_at": iso(r.last_activity_at),
+            "conversions": converted.get(r.id, []),
         })
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 
 
 # --- partner scorecard -----------------------------------------------------------------------
 
-LAGGING = ("delivery_rate", "open_rate", "click_rate", "unsubscribe_rate", "bounce_rate")
+LAGGING = ("delivery_rate", "open_rate", "click_rate", "unsubscribe_rate", "bounce_rate",
+           "conversions", "conversion_value")
 
 
 def _personalized_share(campaigns: Iterable[Campaign]) -> dict[int, tuple[int, int]]:
@@ -370,6 +388,7 @@ def partner_scorecard() -> dict:
             "open_rate": m["open_rate"], "click_rate": m["click_rate"],
             "unsubscribe_rate": _rate(m["unsubscribes"], m["delivered"]),
             "bounce_rate": _rate(m["bounced"], m["sent"]),
+            "conversions": m["conversions"], "conversion_value": m["conversion_value"],
         })
     medians = {}
     for key in LAGGING:
