@@ -39,7 +39,8 @@ from tracking.models import (
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
               "machine_opens", "machine_clicks", "proxied_opens", "complaints", "soft_bounces",
               "conversions")
-METRICS = ("sent", "delivered", "bounced", "failed", "suppressed", "opens", "unique_opens",
+METRICS = ("sent", "delivered", "bounced", "failed", "suppressed", "skipped", "opens",
+           "unique_opens",
            "clicks", "unique_clicks", "unsubscribes", "complaints", "open_rate", "click_rate",
            "machine_opens", "machine_clicks", "raw_opens", "raw_clicks", "proxied_opens",
            "conversions", "conversion_value")
@@ -53,7 +54,8 @@ def _rate(part: int, whole: int) -> float:
 
 def _finish(c: dict) -> dict:
     """Turn raw counters into the API's metric dict (delivered, rates)."""
-    out = {k: int(c.get(k, 0)) for k in ("sent", "failed", "suppressed", *ENGAGEMENT)}
+    out = {k: int(c.get(k, 0)) for k in ("sent", "failed", "suppressed", "skipped",
+                                         *ENGAGEMENT)}
     out["bounced"] = int(c.get("bounces", 0))
     # Raw counts: every recorded fetch, person or machine; the rest count people only.
     out["raw_opens"] = out["opens"] + out["machine_opens"]
@@ -113,8 +115,12 @@ def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  
     by_partner: dict[int, dict] = defaultdict(dict)
     daily: dict[str, dict] = defaultdict(dict)
     links: dict[tuple[int, int], dict] = defaultdict(dict)
+    # Every step of the journey has a row, even one nobody reached or everybody skipped.
+    for (position,) in db.session.execute(
+            select(JourneyStep.position).where(JourneyStep.journey_id == journey_id)).all():
+        by_step.setdefault(position, {})
     for campaign_id, step, status, day, count in _send_counts(list(campaigns)):
-        if status not in ("sent", "failed", "suppressed"):
+        if status not in ("sent", "failed", "suppressed", "skipped"):
             continue
         values = {status: count}
         _add(total, values)
@@ -433,13 +439,15 @@ REPORT_COLUMNS = ["section", "key", "label", *METRICS]
 def report_csv(report: dict) -> str:
     """Flatten a journey/campaign report into one CSV table: total, steps, partners, days, links."""
     rows = [{"section": "total", "key": "", "label": report.get("name", ""), **report}]
-    rows += [{"section": "step", "key": r["step_index"], "label": f"step {r['step_index']}", **r}
+    # Steps are numbered from 1, as on every page.
+    rows += [{"section": "step", "key": r["step_index"] + 1,
+              "label": str(_("Step %(n)s", n=r["step_index"] + 1)), **r}
              for r in report["by_step"]]
     rows += [{"section": "partner", "key": r["partner_id"], "label": r["partner_name"], **r}
              for r in report["by_partner"]]
     rows += [{"section": "day", "key": r["day"], "label": r["day"], **r} for r in report["daily"]]
-    rows += [{"section": "link", "key": f"{r['step_index']}:{r['link_index']}", "label": r["url"],
-              **r} for r in report["top_links"]]
+    rows += [{"section": "link", "key": f"{r['step_index'] + 1}:{r['link_index']}",
+              "label": r["url"], **r} for r in report["top_links"]]
     return to_csv(rows, REPORT_COLUMNS)
 
 
