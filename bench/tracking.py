@@ -278,13 +278,14 @@ INSERT INTO journey_steps (journey_id, position, template_id, template_version_i
     condition)
   SELECT g, 0, 1, 1, 0, 'always' FROM generate_series(1, 200) g;
 INSERT INTO campaigns (partner_id, journey_id, created_by, name, kind, status, slot_values,
-    sender_name, sender_reply_to, status_reason, launched_at, created_at, updated_at)
+    sender_name, sender_reply_to, status_reason, launched_at, created_at, updated_at,
+    recipient_timezone)
   SELECT ((g - 1) % 20) + 1, g, 1, 'Campaign ' || g, 'journey', 'running', '{}', 'S', 's@x.test',
-         '', now() - interval '40 days', now(), now()
+         '', now() - interval '40 days', now(), now(), false
   FROM generate_series(1, 200) g;
 INSERT INTO contacts (partner_id, email, first_name, last_name, attributes, consent, created_at,
-    updated_at)
-  SELECT ((g % 200) % 20) + 1, 'c' || g || '@x.test', '', '', '{}', true, now(), now()
+    updated_at, consent_source)
+  SELECT ((g % 200) % 20) + 1, 'c' || g || '@x.test', '', '', '{}', true, now(), now(), ''
   FROM generate_series(1, :sends) g;
 INSERT INTO sends (campaign_id, step_index, contact_id, partner_id, journey_id,
     template_version_id, email, status, due_at, attempts, last_error, status_reason, sent_at,
