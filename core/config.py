@@ -35,6 +35,11 @@ SETTINGS: list[tuple[str, str | None, str]] = [
      "its heartbeat: a killed worker's mail is retried after this long"),
     ("PROXY_FIX_HOPS", "0", "Proxies in front of the app whose X-Forwarded-* headers to trust "
      "(client IPs for sign-in throttling and bot classification)"),
+    # Conversions (tracking/conversions.py).
+    ("CLICK_ID_PARAM", "lm_click", "Query parameter a click's id is appended to the destination "
+     "URL as, for the brand's site to report conversions with; off: clean URLs everywhere (one "
+     "link stays clean when its URL carries <param>=off)"),
+    ("CONVERSION_CURRENCY", "USD", "ISO 4217 currency conversion values are reported in"),
     # Partner profiles (accounts/profile.py) and their uploaded images (accounts/media.py).
     ("BRAND_IMAGE_DOMAINS", "", "Comma-separated domains (subdomains included) a partner's "
      "profile photo and logo may be linked from, https only; images uploaded in Lastmile are "

@@ -13,19 +13,22 @@ import hashlib
 import hmac
 import struct
 
-PURPOSES = ("open", "click", "unsubscribe")
+# "clickid" is the click id appended to a redirect target (send + link) that a brand's site
+# reports conversions with; "send" names a send alone, for conversions without a click.
+PURPOSES = ("open", "click", "unsubscribe", "clickid", "send")
+_WITH_LINK = ("click", "clickid")
 # A hidden link the renderer adds to every sent message: no person can see it, so a click on
 # it is a scanner following every href. Tokens carry link indexes as 16-bit numbers.
 HONEYPOT_LINK = 65535
 _MAC_BYTES = 12  # 96-bit tag: unguessable, and keeps URLs short
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def _key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), b"lastmile/token/" + purpose.encode(), hashlib.sha256).digest()
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def _pads(secret: str, purpose: str) -> tuple:
     """Return SHA-256 states already fed the HMAC inner and outer key pads (RFC 2104)."""
     block = _key(secret, purpose).ljust(64, b"\0")
@@ -56,7 +59,7 @@ def make_token(secret: str, purpose: str, send_id: int, link_index: int | None =
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     payload = struct.pack(">Q", send_id)
-    if purpose == "click":
+    if purpose in _WITH_LINK:
         payload += struct.pack(">H", link_index if link_index is not None else 0)
     return _b64(payload + _tag(secret, purpose, payload))
 
@@ -74,12 +77,12 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, int | None] 
     # refused rather than verified under another name.
     if _b64(raw) != token:
         return None
-    size = 10 if purpose == "click" else 8
+    size = 10 if purpose in _WITH_LINK else 8
     if len(raw) != size + _MAC_BYTES:
         return None
     payload, tag = raw[:size], raw[size:]
     if not hmac.compare_digest(tag, _tag(secret, purpose, payload)):
         return None
     send_id = struct.unpack(">Q", payload[:8])[0]
-    link_index = struct.unpack(">H", payload[8:])[0] if purpose == "click" else None
+    link_index = struct.unpack(">H", payload[8:])[0] if purpose in _WITH_LINK else None
     return send_id, link_index

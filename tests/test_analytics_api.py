@@ -18,7 +18,7 @@ from tracking.ingest import Hit, apply_hits
 from tracking.models import Event
 
 HUMAN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0"
-PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+MPP = "Mozilla/5.0"  # Apple Mail Privacy Protection's bare agent: a prefetch, not a person
 T0 = datetime(2030, 3, 1, 9)
 
 
@@ -49,14 +49,14 @@ def world(app):
     make_sent_message(c2, status="failed")
     hits = [
         hit("open", s1[0], T0), hit("open", s1[0], T0 + timedelta(minutes=5)),
-        hit("open", s1[1], T0), hit("open", s1[2], T0, ua=PROXY),
+        hit("open", s1[1], T0), hit("open", s1[2], T0, ua=MPP),
         hit("click", s1[0], T0 + timedelta(minutes=1), link=1),
         hit("click", s1[0], T0 + timedelta(days=1), link=1),
         hit("click", s1[1], T0 + timedelta(minutes=2), link=0),
         hit("open", s1b, T0 + timedelta(days=1)),
         hit("click", s1b, T0 + timedelta(days=1, minutes=1), link=2),
         hit("open", s2[0], T0), hit("click", s2[0], T0, link=0),
-        hit("open", s2[1], T0 + timedelta(days=1), ua=PROXY),
+        hit("open", s2[1], T0 + timedelta(days=1), ua=MPP),
         hit("unsubscribe", s2[2], T0),
     ]
     apply_hits(hits)
@@ -189,6 +189,6 @@ def test_csv_exports_are_formula_safe(make_api, world):
 
 def test_machine_opens_never_count_as_human_and_events_keep_them(world):
     machine = db.session.scalars(select(Event).where(Event.machine.is_(True))).all()
-    assert {(e.kind, e.machine_reason) for e in machine} == {("open", "google_image_proxy")}
+    assert {(e.kind, e.machine_reason) for e in machine} == {("open", "apple_mail_privacy")}
     names = {p.name for p in db.session.scalars(select(Partner))}
     assert "North" in names

@@ -149,7 +149,7 @@ def test_timeline_on_the_contact_page(client):
     ingest.apply_hits([ingest.Hit("open", send.id, clock.now(), None,
                                   "Mozilla/5.0 (X11) Chrome/124.0", "203.0.113.1"),
                        ingest.Hit("open", send.id, clock.now(), None,
-                                  "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", "66.249.1.1")])
+                                  "Mozilla/5.0", "17.58.1.2")])  # Apple MPP prefetch
     db.session.commit()
     page = text(client.get(f"/partner/contacts/{send.contact_id}"))
     assert "Messages and engagement <small>(1)</small>" in page

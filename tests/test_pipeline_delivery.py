@@ -12,7 +12,7 @@ from campaigns import ledger, lifecycle, sending, suppression
 from campaigns.models import Campaign, Send
 from campaigns.suppression import exclusion_reason
 from campaigns.worker import run_embedded
-from core import clock
+from core import clock, tokens
 from core.db import db
 from delivery import backends
 from journeys.models import JourneyStep, TemplateVersion
@@ -130,8 +130,10 @@ def test_three_step_journey_reaches_every_contact_once_per_step(app, smtp, monke
     html, _ = _html_and_text(smtp.parsed()[0])
     click = re.search(r'href="http://lastmile\.test(/t/c/[^"]+)"', html).group(1)
     response = app.test_client().get(click, headers={"User-Agent": "Mozilla/5.0 (X11)"})
-    assert (response.status_code, response.headers["Location"]) == (
-        302, "https://brand.example/book")
+    # ...with the click's id appended for the brand's site to report conversions with.
+    landing, _, click_id = response.headers["Location"].partition("?lm_click=")
+    assert (response.status_code, landing) == (302, "https://brand.example/book")
+    assert tokens.read_token(app.config["SECRET_KEY"], "clickid", click_id) is not None
     # Step k+1 was due exactly delay hours after step k went out.
     by_key = {(s.contact_id, s.step_index): s for s in sends.values()}
     for (contact_id, step), send in by_key.items():

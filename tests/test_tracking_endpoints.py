@@ -18,7 +18,7 @@ from core.db import db
 from core.tokens import HONEYPOT_LINK, make_token
 from tests.builders import TRACKED_LINKS, make_sent_message, make_tracked_campaign
 from tests.conftest import REDIS_URL, SECRET
-from tracking import ingest, services
+from tracking import conversions, ingest, services
 from tracking.models import EngagementRollup, Event, SendEngagement
 from tracking.wsgi import PIXEL, TrackingFastPath
 
@@ -67,6 +67,12 @@ def rollup_total(column: str) -> int:
 
 def tok(purpose: str, send_id: int, link: int | None = None) -> str:
     return make_token(SECRET, purpose, send_id, link)
+
+
+def tracked(url: str, send_id: int, link: int) -> str:
+    """Where a click on `url` lands: the URL with the click's id for conversions appended."""
+    return conversions.with_click_id(url, "lm_click",
+                                     conversions.click_id(SECRET, send_id, link))
 
 
 def nothing_recorded() -> bool:
@@ -133,7 +139,7 @@ def test_click_redirects_to_the_link_rendered_for_that_send(any_client):
         resp = any_client.get(f"/t/c/{tok('click', send_id, link)}",
                               headers={"User-Agent": BROWSER})
         assert resp.status_code == 302
-        assert resp.headers["Location"] == url
+        assert resp.headers["Location"] == tracked(url, send_id, link)
         clock.advance(minutes=1)  # a person reads between clicks; a scanner does not
     assert drain() == 4
     clicks = events("click")
@@ -147,7 +153,7 @@ def test_click_uses_published_link_targets_without_touching_the_database(fast):
     services.publish_link_targets(send.id, ["https://brand.example/offer", "",
                                             "https://brand.example/x"], r())
     resp = fast.get(f"/t/c/{tok('click', send.id, 2)}", headers={"User-Agent": BROWSER})
-    assert resp.headers["Location"] == "https://brand.example/x"
+    assert resp.headers["Location"] == tracked("https://brand.example/x", send.id, 2)
     # A link the published list marks as not redirectable answers 404 from the cache alone.
     assert fast.get(f"/t/c/{tok('click', send.id, 1)}").status_code == 404
     assert drain() == 1
@@ -185,7 +191,8 @@ def test_worker_stores_link_targets_and_an_uncached_click_reads_them_without_ren
         resp = any_client.get(f"/t/c/{tok('click', send.id, link)}",
                               headers={"User-Agent": BROWSER})
         if url:
-            assert (resp.status_code, resp.headers["Location"]) == (302, url)
+            assert (resp.status_code, resp.headers["Location"]) == (
+                302, tracked(url, send.id, link))
         else:
             assert resp.status_code == 404 and "Location" not in resp.headers
         clock.advance(minutes=1)
@@ -202,7 +209,8 @@ def test_click_redirects_only_to_http_targets_stored_on_the_send_row(any_client,
     db.session.commit()
     refuse_rendering(monkeypatch)
     resp = any_client.get(f"/t/c/{tok('click', send.id, 0)}", headers={"User-Agent": BROWSER})
-    assert (resp.status_code, resp.headers["Location"]) == (302, "https://brand.example/stored")
+    assert (resp.status_code, resp.headers["Location"]) == (
+        302, tracked("https://brand.example/stored", send.id, 0))
     for link in (1, 2, 3, 7):
         resp = any_client.get(f"/t/c/{tok('click', send.id, link)}")
         assert resp.status_code == 404 and "Location" not in resp.headers
@@ -230,7 +238,8 @@ def test_click_on_mail_sent_before_targets_were_stored_renders_it_as_a_fallback(
     for link, url in [(1, "https://brand.example/a"), (0, "https://brand.example/offer")]:
         resp = any_client.get(f"/t/c/{tok('click', send.id, link)}",
                               headers={"User-Agent": BROWSER})
-        assert (resp.status_code, resp.headers["Location"]) == (302, url)
+        assert (resp.status_code, resp.headers["Location"]) == (
+            302, tracked(url, send.id, link))
     assert renders == [campaign.id]  # rendered once, then served from the Redis cache
     assert any_client.get(f"/t/c/{tok('click', send.id, 5)}").status_code == 404
     assert drain() == 2
@@ -284,7 +293,7 @@ def test_tampered_click_tokens_are_404_and_record_nothing(any_client):
 
 def test_open_redirect_corpus_never_leaves_the_message_links(any_client):
     send = make_sent_message()
-    own = {"https://brand.example/offer"}
+    own = {tracked("https://brand.example/offer", send.id, 0)}
     bases = [f"/t/c/{tok('click', send.id, 0)}", f"/t/o/{tok('open', send.id)}",
              f"/u/{tok('unsubscribe', send.id)}", "/t/c", "/t/c/", "/t/o/", "/u/"]
     for base in bases:
@@ -347,7 +356,7 @@ def _embedded_hits(client: Client, send) -> None:
     assert client.get(f"/t/o/{tok('open', send.id)}",
                       headers={"User-Agent": BROWSER}).status_code == 200
     resp = client.get(f"/t/c/{tok('click', send.id, 1)}", headers={"User-Agent": BROWSER})
-    assert resp.headers["Location"] == "https://brand.example/book"
+    assert resp.headers["Location"] == tracked("https://brand.example/book", send.id, 1)
     assert r().xlen(ingest.STREAM) == 0
     db.session.expire_all()
     assert [(e.kind, e.link_index) for e in events()] == [("open", None), ("click", 1)]

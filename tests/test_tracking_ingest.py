@@ -198,7 +198,7 @@ def test_concurrent_hits_under_gunicorn_give_exact_events_and_rollups(app, tmp_p
                 if (i + w) % 2 == 0:
                     paths.append(f"/t/c/{make_token(SECRET, 'click', send.id, (i + w) % 3)}")
             paths = paths * 5
-            ua = BROWSER if w < 5 else "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"
+            ua = BROWSER if w < 5 else "Mozilla/5.0"  # Apple MPP: machine
             jobs.append((port, paths, ua))
         with multiprocessing.get_context("spawn").Pool(6) as pool:
             results = pool.map(_hammer, jobs)

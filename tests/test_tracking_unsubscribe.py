@@ -82,7 +82,8 @@ def test_unsubscribed_contact_is_excluded_from_a_later_campaign(client):
                                   status="draft")
     result = members.add_members(later, [contact.id])
     assert result["added"] == 0
-    assert result["excluded"] == [{"contact_id": contact.id, "reason": "unsubscribed"}]
+    assert result["excluded"] == [{"contact_id": contact.id, "reason": "unsubscribed",
+                                   "label": "Unsubscribed"}]
     assert suppression.exclusion_reason(contact) == "unsubscribed"
 
 

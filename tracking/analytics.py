@@ -27,13 +27,23 @@ from core.db import db
 from core.i18n import _
 from core.tokens import HONEYPOT_LINK
 from journeys.models import Journey, JourneyStep, TemplateVersion
-from tracking.models import NO_LINK, ROLLUP_COUNTERS, EngagementRollup, Event, SendEngagement
+from tracking.models import (
+    NO_LINK,
+    ROLLUP_COUNTERS,
+    Conversion,
+    EngagementRollup,
+    Event,
+    SendEngagement,
+)
 
 ENGAGEMENT = ("opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
-              "machine_opens", "machine_clicks", "complaints", "soft_bounces")
-METRICS = ("sent", "delivered", "bounced", "failed", "suppressed", "opens", "unique_opens",
+              "machine_opens", "machine_clicks", "proxied_opens", "complaints", "soft_bounces",
+              "conversions")
+METRICS = ("sent", "delivered", "bounced", "failed", "suppressed", "skipped", "opens",
+           "unique_opens",
            "clicks", "unique_clicks", "unsubscribes", "complaints", "open_rate", "click_rate",
-           "machine_opens", "machine_clicks")
+           "machine_opens", "machine_clicks", "raw_opens", "raw_clicks", "proxied_opens",
+           "conversions", "conversion_value")
 TOP_LINKS = 10
 ACTIVE_DAYS = 90
 
@@ -44,12 +54,21 @@ def _rate(part: int, whole: int) -> float:
 
 def _finish(c: dict) -> dict:
     """Turn raw counters into the API's metric dict (delivered, rates)."""
-    out = {k: int(c.get(k, 0)) for k in ("sent", "failed", "suppressed", *ENGAGEMENT)}
+    out = {k: int(c.get(k, 0)) for k in ("sent", "failed", "suppressed", "skipped",
+                                         *ENGAGEMENT)}
     out["bounced"] = int(c.get("bounces", 0))
+    # Raw counts: every recorded fetch, person or machine; the rest count people only.
+    out["raw_opens"] = out["opens"] + out["machine_opens"]
+    out["raw_clicks"] = out["clicks"] + out["machine_clicks"]
+    out["conversion_value"] = _money(c.get("conversion_value_cents", 0))
     out["delivered"] = max(out["sent"] - out["bounced"], 0)
     out["open_rate"] = _rate(out["unique_opens"], out["delivered"])
     out["click_rate"] = _rate(out["unique_clicks"], out["delivered"])
     return out
+
+
+def _money(cents: int | None) -> float:
+    return round(int(cents or 0) / 100, 2)
 
 
 def _add(into: dict, values: dict) -> None:
@@ -96,8 +115,12 @@ def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  
     by_partner: dict[int, dict] = defaultdict(dict)
     daily: dict[str, dict] = defaultdict(dict)
     links: dict[tuple[int, int], dict] = defaultdict(dict)
+    # Every step of the journey has a row, even one nobody reached or everybody skipped.
+    for (position,) in db.session.execute(
+            select(JourneyStep.position).where(JourneyStep.journey_id == journey_id)).all():
+        by_step.setdefault(position, {})
     for campaign_id, step, status, day, count in _send_counts(list(campaigns)):
-        if status not in ("sent", "failed", "suppressed"):
+        if status not in ("sent", "failed", "suppressed", "skipped"):
             continue
         values = {status: count}
         _add(total, values)
@@ -125,7 +148,8 @@ def _report(journey_id: int, campaigns: dict[int, int], rollup_where) -> dict:  
     ]
     report["daily"] = [
         {"day": d, "sent": int(c.get("sent", 0)), "bounced": int(c.get("bounces", 0)),
-         **{k: int(c.get(k, 0)) for k in ENGAGEMENT}}
+         **{k: int(c.get(k, 0)) for k in ENGAGEMENT},
+         "conversion_value": _money(c.get("conversion_value_cents", 0))}
         for d, c in sorted(daily.items())
     ]
     top = sorted(links.items(), key=lambda kv: (-kv[1].get("clicks", 0),
@@ -257,6 +281,15 @@ def contact_timeline(contact_id: int, page: int, per_page: int) -> dict:
     def iso(value):  # noqa: ANN001, ANN202
         return value.isoformat() if value else None
 
+    converted: dict[int, list[dict]] = defaultdict(list)
+    if rows:
+        for c in db.session.scalars(
+            select(Conversion).where(Conversion.send_id.in_([r.id for r in rows]))
+            .order_by(Conversion.occurred_at, Conversion.id)
+        ):
+            converted[c.send_id].append({
+                "name": c.name, "value": None if c.value_cents is None else _money(c.value_cents),
+                "currency": c.currency, "occurred_at": c.occurred_at.isoformat()})
     items = []
     for r in rows:
         label = status_words(r.status, r.status_reason)
@@ -276,13 +309,15 @@ def contact_timeline(contact_id: int, page: int, per_page: int) -> dict:
             "first_open_at": iso(r.first_open_at), "first_click_at": iso(r.first_click_at),
             "unsubscribed_at": iso(r.unsubscribed_at), "bounced_at": iso(r.bounced_at),
             "complained_at": iso(r.complained_at), "last_activity_at": iso(r.last_activity_at),
+            "conversions": converted.get(r.id, []),
         })
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 
 
 # --- partner scorecard -----------------------------------------------------------------------
 
-LAGGING = ("delivery_rate", "open_rate", "click_rate", "unsubscribe_rate", "bounce_rate")
+LAGGING = ("delivery_rate", "open_rate", "click_rate", "unsubscribe_rate", "bounce_rate",
+           "conversions", "conversion_value")
 
 
 def _personalized_share(campaigns: Iterable[Campaign]) -> dict[int, tuple[int, int]]:
@@ -359,6 +394,7 @@ def partner_scorecard() -> dict:
             "open_rate": m["open_rate"], "click_rate": m["click_rate"],
             "unsubscribe_rate": _rate(m["unsubscribes"], m["delivered"]),
             "bounce_rate": _rate(m["bounced"], m["sent"]),
+            "conversions": m["conversions"], "conversion_value": m["conversion_value"],
         })
     medians = {}
     for key in LAGGING:
@@ -403,13 +439,15 @@ REPORT_COLUMNS = ["section", "key", "label", *METRICS]
 def report_csv(report: dict) -> str:
     """Flatten a journey/campaign report into one CSV table: total, steps, partners, days, links."""
     rows = [{"section": "total", "key": "", "label": report.get("name", ""), **report}]
-    rows += [{"section": "step", "key": r["step_index"], "label": f"step {r['step_index']}", **r}
+    # Steps are numbered from 1, as on every page.
+    rows += [{"section": "step", "key": r["step_index"] + 1,
+              "label": str(_("Step %(n)s", n=r["step_index"] + 1)), **r}
              for r in report["by_step"]]
     rows += [{"section": "partner", "key": r["partner_id"], "label": r["partner_name"], **r}
              for r in report["by_partner"]]
     rows += [{"section": "day", "key": r["day"], "label": r["day"], **r} for r in report["daily"]]
-    rows += [{"section": "link", "key": f"{r['step_index']}:{r['link_index']}", "label": r["url"],
-              **r} for r in report["top_links"]]
+    rows += [{"section": "link", "key": f"{r['step_index'] + 1}:{r['link_index']}",
+              "label": r["url"], **r} for r in report["top_links"]]
     return to_csv(rows, REPORT_COLUMNS)
 
 

@@ -47,6 +47,7 @@ class Hit:
     user_agent: str = ""
     ip: str = ""
     key: str = field(default_factory=lambda: new_key())
+    how: str = ""  # '' for a GET, bots.HOW_HEAD or bots.HOW_PREFETCH
 
 
 def new_key() -> str:
@@ -55,10 +56,13 @@ def new_key() -> str:
 
 
 def hit_fields(kind: str, send_id: int, link_index: int | None, user_agent: str, ip: str,
-               at: datetime) -> dict[str, str]:
+               at: datetime, how: str = "") -> dict[str, str]:
     """Return the stream entry fields for a hit (short names: this runs per request)."""
-    return {"k": kind, "s": str(send_id), "l": "" if link_index is None else str(link_index),
-            "t": at.isoformat(), "u": user_agent[:1000], "i": ip[:64]}
+    fields = {"k": kind, "s": str(send_id), "l": "" if link_index is None else str(link_index),
+              "t": at.isoformat(), "u": user_agent[:1000], "i": ip[:64]}
+    if how:
+        fields["m"] = how
+    return fields
 
 
 def hit_from_entry(entry_id: str, fields: dict) -> Hit | None:
@@ -68,7 +72,7 @@ def hit_from_entry(entry_id: str, fields: dict) -> Hit | None:
         return Hit(kind=f["k"], send_id=int(f["s"]),
                    link_index=int(f["l"]) if f.get("l") else None,
                    occurred_at=datetime.fromisoformat(f["t"]), user_agent=f.get("u", ""),
-                   ip=f.get("i", ""), key="rs:" + entry_id)
+                   ip=f.get("i", ""), key="rs:" + entry_id, how=f.get("m", ""))
     except (KeyError, ValueError):
         return None
 
@@ -108,6 +112,13 @@ def _recent_clicks(send_ids: list[int], since: datetime) -> dict[int, dict[int, 
     return out
 
 
+def _opened(send_ids: list[int]) -> set[int]:
+    """Return which of these sends a person has opened already (one query per batch)."""
+    return set(db.session.scalars(
+        select(SendEngagement.send_id).where(SendEngagement.send_id.in_(send_ids),
+                                             SendEngagement.first_open_at.is_not(None))))
+
+
 def apply_hits(hits: list[Hit]) -> int:
     """Record hits as events and move engagement rows and rollups; the caller commits.
 
@@ -132,25 +143,39 @@ def apply_hits(hits: list[Hit]) -> int:
         _recent_clicks(click_sends, hits[0].occurred_at - bots.ALL_LINKS_WINDOW)
         if click_sends else {}
     )
+    opened = _opened(click_sends) if click_sends else set()
+    # A scanner follows every link of a message within a second or two: each click of such a
+    # burst is a machine's, the first ones too, so a click sees the batch's later clicks.
+    batch_clicks: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for h in hits:
+        if h.kind == "click" and h.link_index is not None:
+            batch_clicks[h.send_id].append((h.occurred_at, h.link_index))
 
     rows: list[dict] = []
-    by_key: dict[str, tuple[Hit, bool]] = {}
+    by_key: dict[str, tuple[Hit, bots.Verdict]] = {}
     for h in hits:
         s = sends[h.send_id]
-        machine, reason = bots.classify(
+        burst = None
+        if h.kind == "click":
+            burst = dict(recent.get(h.send_id, {}))
+            for at, link in batch_clicks.get(h.send_id, ()):
+                if abs(at - h.occurred_at) <= bots.ALL_LINKS_WINDOW:
+                    burst[link] = max(at, burst.get(link, at))
+        verdict = bots.classify(
             h.kind, h.user_agent, h.ip, occurred_at=h.occurred_at, sent_at=s.sent_at,
             link_index=h.link_index, link_count=link_counts[s.template_version_id],
-            recent_click_links=recent.setdefault(h.send_id, {}) if h.kind == "click" else None,
+            recent_click_links=burst, how=h.how, opened_before=h.send_id in opened,
         )
-        if h.kind == "click" and h.link_index is not None:
-            recent[h.send_id][h.link_index] = h.occurred_at
-        by_key[h.key] = (h, machine)
+        if h.kind == "open" and not verdict.machine:
+            opened.add(h.send_id)
+        by_key[h.key] = (h, verdict)
         if h.kind in COUNTER_ONLY_KINDS:
             continue
         rows.append({
             "send_id": h.send_id, "kind": h.kind, "link_index": h.link_index,
             "occurred_at": h.occurred_at, "user_agent": h.user_agent[:1000], "ip": h.ip[:64],
-            "machine": machine, "machine_reason": reason, "campaign_id": s.campaign_id,
+            "machine": verdict.machine, "machine_reason": verdict.reason,
+            "proxied": verdict.proxied, "campaign_id": s.campaign_id,
             "journey_id": s.journey_id, "partner_id": s.partner_id, "step_index": s.step_index,
             "event_key": h.key,
         })
@@ -177,7 +202,7 @@ _EVENT_COUNTER = {"unsubscribe": "unsubscribes", "bounce": "bounces",
                   "soft_bounce": "soft_bounces"}
 
 
-def _move_counters(accepted: list[tuple[Hit, bool]], sends: dict) -> None:
+def _move_counters(accepted: list[tuple[Hit, bots.Verdict]], sends: dict) -> None:
     """Update per-send engagement rows (under row locks) and upsert rollup deltas."""
     send_ids = sorted({h.send_id for h, _ in accepted})
     seed = [{"send_id": sid, "campaign_id": sends[sid].campaign_id, "opens": 0, "clicks": 0,
@@ -190,7 +215,8 @@ def _move_counters(accepted: list[tuple[Hit, bool]], sends: dict) -> None:
     ).mappings().all()
     state = {row["send_id"]: dict(row) for row in locked}
     deltas: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for h, machine in accepted:
+    for h, verdict in accepted:
+        machine = verdict.machine
         s = sends[h.send_id]
         eng = state[h.send_id]
         link = h.link_index if h.kind == "click" and h.link_index is not None else NO_LINK
@@ -205,6 +231,8 @@ def _move_counters(accepted: list[tuple[Hit, bool]], sends: dict) -> None:
             else:
                 eng[plural] += 1
                 d[plural] += 1
+                if verdict.proxied:
+                    d["proxied_opens"] += 1
                 if eng[first] is None:
                     eng[first] = h.occurred_at
                     d["unique_" + plural] += 1

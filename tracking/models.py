@@ -37,6 +37,9 @@ class Event(db.Model):
     ip: Mapped[str] = mapped_column(String(64), default="")
     machine: Mapped[bool] = mapped_column(default=False)  # classified, never dropped
     machine_reason: Mapped[str] = mapped_column(String(50), default="")
+    # A human open fetched through a mail provider's image proxy (Gmail, Yahoo, Microsoft):
+    # a person opened it; their device and location are not known.
+    proxied: Mapped[bool] = mapped_column(default=False)
     # Denormalized from the send so rollups and analytics need no joins.
     campaign_id: Mapped[int | None] = mapped_column(index=True)
     journey_id: Mapped[int | None] = mapped_column(index=True)
@@ -90,6 +93,9 @@ class EngagementRollup(db.Model):
     unique_clicks: Mapped[int] = mapped_column(default=0)
     machine_opens: Mapped[int] = mapped_column(default=0)
     machine_clicks: Mapped[int] = mapped_column(default=0)
+    proxied_opens: Mapped[int] = mapped_column(default=0)  # human opens through image proxies
+    conversions: Mapped[int] = mapped_column(default=0)
+    conversion_value_cents: Mapped[int] = mapped_column(BigId, default=0)
     unsubscribes: Mapped[int] = mapped_column(default=0)
     bounces: Mapped[int] = mapped_column(default=0)
     soft_bounces: Mapped[int] = mapped_column(default=0)
@@ -99,6 +105,7 @@ class EngagementRollup(db.Model):
 
 ROLLUP_COUNTERS = (
     "opens", "unique_opens", "clicks", "unique_clicks", "machine_opens", "machine_clicks",
+    "proxied_opens", "conversions", "conversion_value_cents",
     "unsubscribes", "bounces", "soft_bounces", "complaints", "deliveries",
 )
 
@@ -113,3 +120,53 @@ class SnsMessage(db.Model):
     type: Mapped[str] = mapped_column(String(40))
     topic_arn: Mapped[str] = mapped_column(String(300))
     received_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class IntegrationKey(db.Model):
+    """A brand's key for its website or CRM to report conversions; only its hash is stored.
+
+    The key itself is derived from SECRET_KEY and the row's salt (see tracking.conversions),
+    so the database alone can neither reveal nor forge it; pixels are signed with it.
+    """
+
+    __tablename__ = "integration_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    salt: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(12), default="")  # the key's last characters
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Conversion(db.Model):
+    """What happened after a click (an appointment booked, an account opened), attributed."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        CheckConstraint("value_cents IS NULL OR value_cents >= 0", name="value_not_negative"),
+        Index("ix_conversions_contact", "contact_id"),
+        Index("ix_conversions_send", "send_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)  # idempotency
+    integration_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("integration_keys.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(10), default="api")  # api or pixel
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    link_index: Mapped[int | None]
+    # Denormalized from the send, like events: reports need no joins.
+    contact_id: Mapped[int | None]
+    campaign_id: Mapped[int] = mapped_column(index=True)
+    journey_id: Mapped[int] = mapped_column(index=True)
+    partner_id: Mapped[int]
+    step_index: Mapped[int]
+    name: Mapped[str] = mapped_column(String(100))
+    value_cents: Mapped[int | None] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -9,15 +9,15 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from accounts.auth import ANY as ANY_ROLE
-from accounts.auth import BRAND, PARTNER, require_roles, visible
+from accounts.auth import BRAND, PARTNER, current_user, require_roles, visible
 from campaigns import contacts
 from campaigns.models import Campaign
 from core.db import db
 from core.errors import NotFound
-from core.validate import page_args
+from core.validate import json_body, page_args
 from journeys.models import Journey
-from tracking import analytics, services, sns
-from tracking.wsgi import NO_CACHE
+from tracking import analytics, conversions, services, sns
+from tracking.wsgi import NO_CACHE, PIXEL, PIXEL_HEADERS
 
 bp = Blueprint("tracking", __name__)
 
@@ -124,3 +124,42 @@ def partner_analytics():
         return _csv(analytics.to_csv(data["items"], analytics.SCORECARD_COLUMNS),
                     "partner-scorecard")
     return jsonify(data)
+
+
+# --- conversions -------------------------------------------------------------------------------
+
+@bp.post("/api/integration-keys")
+@require_roles("brand_admin")
+def create_integration_key():
+    data = json_body()
+    row, key = conversions.create_integration_key(current_user(), data.get("name") or "")
+    return jsonify({**conversions.key_json(row), "key": key}), 201
+
+
+@bp.get("/api/integration-keys")
+@require_roles("brand_admin")
+def list_integration_keys():
+    page, per_page = page_args()
+    return jsonify(conversions.list_integration_keys(page, per_page))
+
+
+@bp.delete("/api/integration-keys/<int:key_id>")
+@require_roles("brand_admin")
+def revoke_integration_key(key_id: int):
+    conversions.revoke_integration_key(key_id)
+    return "", 204
+
+
+@bp.post("/api/conversions")
+def record_conversion():
+    # Authenticated by a brand integration key (not a user's token) as the bearer token.
+    key = conversions.key_for_bearer(request.headers.get("Authorization", ""))
+    recorded = conversions.record_conversion(key, json_body())
+    return (jsonify(conversions.conversion_json(recorded.conversion, recorded.created)),
+            201 if recorded.created else 200)
+
+
+@bp.get("/c.gif")
+def conversion_pixel():
+    conversions.record_pixel_conversion(request.args.to_dict())
+    return Response(PIXEL, headers=PIXEL_HEADERS[1:], mimetype="image/gif")

@@ -29,6 +29,7 @@ from core.tokens import HONEYPOT_LINK
 from core.validate import is_http_url
 from journeys.models import TemplateVersion
 from journeys.states import allowed
+from tracking import conversions
 from tracking.ingest import STREAM, Hit, apply_hits, hit_fields, hit_from_entry, new_key
 from tracking.models import Event
 
@@ -145,22 +146,24 @@ class Recorder:
         # A hit must not hang on a sick Redis: five seconds, then it goes to the database.
         self.redis: redis.Redis | None = configured_redis(app.config, timeout=5)
         self._click = self.redis.register_script(_CLICK_LUA) if self.redis else None
+        param = (app.config.get("CLICK_ID_PARAM") or "").strip()
+        self.click_param = "" if param == conversions.OFF else param
 
-    def open(self, token: str, user_agent: str, ip: str) -> bool:
+    def open(self, token: str, user_agent: str, ip: str, how: str = "") -> bool:
         """Record an open if `token` verifies; tell whether it did."""
         parsed = tokens.read_token(self.secret, "open", token)
         if parsed is None:
             return False
-        self._append(hit_fields("open", parsed[0], None, user_agent, ip, clock.now()))
+        self._append(hit_fields("open", parsed[0], None, user_agent, ip, clock.now(), how))
         return True
 
-    def click(self, token: str, user_agent: str, ip: str) -> str | None:
+    def click(self, token: str, user_agent: str, ip: str, how: str = "") -> str | None:
         """Record a click and return its redirect target; None (nothing recorded) if invalid."""
         parsed = tokens.read_token(self.secret, "click", token)
         if parsed is None:
             return None
         send_id, link_index = parsed
-        fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now())
+        fields = hit_fields("click", send_id, link_index, user_agent, ip, clock.now(), how)
         if link_index == HONEYPOT_LINK:
             with self.app.app_context():
                 exists = db.session.get(Send, send_id) is not None
@@ -176,7 +179,7 @@ class Recorder:
                     args += [k, v]
                 url = self._click(keys=[link_key(send_id), STREAM], args=args)
                 if url is not None:
-                    return url.decode() or None
+                    return self._with_click_id(url.decode(), send_id, link_index) or None
             except redis.RedisError:
                 log.exception("redis unavailable on click; recording in the database")
         else:
@@ -193,7 +196,15 @@ class Recorder:
         if url is None:
             return None
         self._append(fields)
-        return url
+        return self._with_click_id(url, send_id, link_index)
+
+    def _with_click_id(self, url: str, send_id: int, link_index: int) -> str:
+        # The destination learns which click brought the visitor (for conversions); one more
+        # HMAC from precomputed pads, no I/O.
+        if not url or not self.click_param:
+            return url
+        return conversions.with_click_id(
+            url, self.click_param, conversions.click_id(self.secret, send_id, link_index))
 
     def _append(self, fields: dict[str, str]) -> None:
         if self.redis is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
+from tracking.bots import HOW_HEAD, HOW_PREFETCH
 from tracking.services import HONEYPOT, Recorder, get_recorder
 
 # The smallest transparent 1x1 GIF.
@@ -58,10 +59,10 @@ def redirect(start_response: StartResponse, url: str) -> Iterable[bytes]:
 
 
 def handle_open(rec: Recorder, token: str, user_agent: str, ip: str,
-                start_response: StartResponse) -> Iterable[bytes]:
+                start_response: StartResponse, how: str = "") -> Iterable[bytes]:
     """Record an open (if the token verifies) and always answer with the pixel."""
     try:
-        rec.open(token, user_agent, ip)
+        rec.open(token, user_agent, ip, how)
     except Exception:  # noqa: BLE001 - nothing could record it: say so rather than pretend
         start_response("503 Service Unavailable", [("Content-Type", "text/plain"),
                                                    ("Retry-After", "5"), *NO_CACHE])
@@ -70,10 +71,10 @@ def handle_open(rec: Recorder, token: str, user_agent: str, ip: str,
 
 
 def handle_click(rec: Recorder, token: str, user_agent: str, ip: str,
-                 start_response: StartResponse) -> Iterable[bytes]:
+                 start_response: StartResponse, how: str = "") -> Iterable[bytes]:
     """Record a click and redirect to the message's own link, or 404 recording nothing."""
     try:
-        url = rec.click(token, user_agent, ip)
+        url = rec.click(token, user_agent, ip, how)
     except Exception:  # noqa: BLE001
         start_response("503 Service Unavailable", [("Content-Type", "text/plain"),
                                                    ("Retry-After", "5"), *NO_CACHE])
@@ -84,6 +85,24 @@ def handle_click(rec: Recorder, token: str, user_agent: str, ip: str,
         start_response("200 OK", HONEYPOT_HEADERS)
         return [HONEYPOT_BODY]
     return redirect(start_response, url)
+
+
+_PREFETCH_HEADERS = ("HTTP_PURPOSE", "HTTP_SEC_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+
+
+def request_how(environ: dict) -> str:
+    """Return how a hit was requested: '' for a GET, 'HEAD', or 'prefetch' (machine evidence).
+
+    Browsers announce speculative fetches (`Purpose: prefetch`, `Sec-Purpose: prefetch`,
+    `X-Moz: prefetch`, `X-Purpose: preview`); nobody reads a page fetched that way.
+    """
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        return HOW_HEAD
+    for name in _PREFETCH_HEADERS:
+        value = environ.get(name)
+        if value and ("prefetch" in value or "preview" in value):
+            return HOW_PREFETCH
+    return ""
 
 
 class TrackingFastPath:
@@ -111,9 +130,10 @@ class TrackingFastPath:
             token = path[5:]
             ua = environ.get("HTTP_USER_AGENT", "")
             ip = environ.get("REMOTE_ADDR", "")
+            how = request_how(environ)
             if path[3] == "o":
-                return handle_open(self.recorder(), token, ua, ip, start_response)
-            return handle_click(self.recorder(), token, ua, ip, start_response)
+                return handle_open(self.recorder(), token, ua, ip, start_response, how)
+            return handle_click(self.recorder(), token, ua, ip, start_response, how)
         return self.inner(environ, start_response)
 
 

@@ -6,9 +6,11 @@ from flask import Response, render_template
 
 from accounts.auth import ANY, BRAND, PARTNER, require_roles, visible
 from campaigns import lifecycle, sharing
+from core.i18n import _
 from journeys import services as journeys
 from journeys import states as journey_states
 from tracking import analytics
+from web import labels
 from web.base import bp
 
 RECENT_EVENTS = 20
@@ -19,36 +21,51 @@ def _csv(body: str, name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+def _axes(unit: str, stacked: bool = False) -> dict:
+    axis = {"beginAtZero": True, "title": {"display": True, "text": unit}}
+    return {"scales": {"x": {"stacked": stacked}, "y": {**axis, "stacked": stacked}}}
+
+
 def _charts(report: dict) -> dict:
     """Build Chart.js configs (plain data, serialized into data attributes) from a report."""
     steps = report["by_step"]
     daily = report["daily"]
     return {
         "funnel": {"type": "bar", "data": {
-            "labels": [f"Step {s['step_index'] + 1}" for s in steps],
+            "labels": [str(_("Step %(n)s", n=s["step_index"] + 1)) for s in steps],
             "datasets": [
-                {"label": "Sent", "data": [s["sent"] for s in steps], "backgroundColor": "#9db4f0"},
-                {"label": "Unique opens", "data": [s["unique_opens"] for s in steps],
+                {"label": str(_("Sent")), "data": [s["sent"] for s in steps],
+                 "backgroundColor": "#9db4f0"},
+                {"label": str(_("People who opened")), "data": [s["unique_opens"] for s in steps],
                  "backgroundColor": "#2454d6"},
-                {"label": "Unique clicks", "data": [s["unique_clicks"] for s in steps],
-                 "backgroundColor": "#1e7b46"},
-            ]}},
+                {"label": str(_("People who clicked")),
+                 "data": [s["unique_clicks"] for s in steps], "backgroundColor": "#1e7b46"},
+                {"label": str(_("Conversions")), "data": [s["conversions"] for s in steps],
+                 "backgroundColor": "#8a4b08"},
+                {"label": str(_("Skipped (condition not met)")),
+                 "data": [s["skipped"] for s in steps], "backgroundColor": "#d9a441"},
+                {"label": str(_("Not sent (cannot be emailed)")),
+                 "data": [s["suppressed"] for s in steps], "backgroundColor": "#c3c8d1"},
+            ]}, "options": _axes(str(_("messages / people")))},
         "trend": {"type": "line", "data": {
             "labels": [d["day"] for d in daily],
             "datasets": [
-                {"label": "Sent", "data": [d["sent"] for d in daily], "borderColor": "#9db4f0"},
-                {"label": "Opens", "data": [d["opens"] for d in daily], "borderColor": "#2454d6"},
-                {"label": "Clicks", "data": [d["clicks"] for d in daily],
+                {"label": str(_("Sent")), "data": [d["sent"] for d in daily],
+                 "borderColor": "#9db4f0"},
+                {"label": str(_("Opens by people")), "data": [d["opens"] for d in daily],
+                 "borderColor": "#2454d6"},
+                {"label": str(_("Clicks by people")), "data": [d["clicks"] for d in daily],
                  "borderColor": "#1e7b46"},
-            ]}},
+            ]}, "options": _axes(str(_("per day")))},
         "machines": {"type": "bar", "data": {
-            "labels": ["Opens", "Clicks"],
+            "labels": [str(_("Opens")), str(_("Clicks"))],
             "datasets": [
-                {"label": "Human", "data": [report["opens"], report["clicks"]],
+                {"label": str(_("People")), "data": [report["opens"], report["clicks"]],
                  "backgroundColor": "#2454d6"},
-                {"label": "Machine", "data": [report["machine_opens"], report["machine_clicks"]],
+                {"label": str(_("Machines (not counted)")),
+                 "data": [report["machine_opens"], report["machine_clicks"]],
                  "backgroundColor": "#b0b7c3"},
-            ]}, "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True}}}},
+            ]}, "options": _axes(str(_("opens / clicks")), stacked=True)},
     }
 
 
@@ -113,5 +130,11 @@ def campaign_report_csv(campaign_id: int):
 def campaign_recipients_csv(campaign_id: int):
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     rows = analytics.campaign_recipients(campaign, 1, 100_000)["items"]
-    return _csv(analytics.to_csv(rows, analytics.RECIPIENT_COLUMNS),
-                f"campaign-{campaign_id}-recipients.csv")
+    # The status as the page says it, in words; the codes stay for spreadsheets that filter.
+    for row in rows:
+        words = labels.message_status(row["status"])
+        reason = labels.message_reason(row["status_reason"])
+        row["status_in_words"] = f"{words} ({reason})" if reason else words
+    columns = ["status_in_words" if c == "status_reason" else c
+               for c in analytics.RECIPIENT_COLUMNS]
+    return _csv(analytics.to_csv(rows, columns), f"campaign-{campaign_id}-recipients.csv")

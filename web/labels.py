@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import format_currency
+
 from core.i18n import _, lazy_gettext
 
 CAMPAIGN_STATUS = {
@@ -158,7 +160,60 @@ def field_errors_in_words(fields: dict | None, versions: list | None = None) -> 
     return [f"{field_label(str(k), versions)}: {v}" for k, v in (fields or {}).items()]
 
 
+# Why an open or click was counted as a machine's (tracking/bots.py reasons).
+MACHINE_REASON = {
+    "apple_mail_privacy": lazy_gettext("Apple Mail privacy protection loaded the images"),
+    "apple_proxy": lazy_gettext("fetched by Apple's mail servers"),
+    "honeypot_link": lazy_gettext("a hidden link only machines follow"),
+    "head_request": lazy_gettext("a link checker tested the link"),
+    "prefetch_request": lazy_gettext("the browser preloaded the link"),
+    "microsoft_safe_links": lazy_gettext("Microsoft's mail security checked the link"),
+    "mimecast": lazy_gettext("Mimecast's mail security checked it"),
+    "proofpoint": lazy_gettext("Proofpoint's mail security checked it"),
+    "barracuda": lazy_gettext("Barracuda's mail security checked it"),
+    "link_preview": lazy_gettext("a chat or social app previewed the link"),
+    "scanner_user_agent": lazy_gettext("a security scanner or program, not a browser"),
+    "image_proxy": lazy_gettext("an email image service, not a person"),
+    "clicked_every_link": lazy_gettext("every link was opened within seconds"),
+    "unread_click_not_a_browser": lazy_gettext(
+        "opened by a program before the email could have been read"),
+    # Reasons recorded before classification was based on evidence (kept for old events).
+    "click_too_soon_after_delivery": lazy_gettext("clicked seconds after delivery"),
+    "google_image_proxy": lazy_gettext("an email image service, not a person"),
+    "yahoo_mail_proxy": lazy_gettext("an email image service, not a person"),
+    "microsoft_image_proxy": lazy_gettext("an email image service, not a person"),
+}
+
+EVENT_KIND = {
+    "open": lazy_gettext("Opened"),
+    "click": lazy_gettext("Clicked a link"),
+    "unsubscribe": lazy_gettext("Unsubscribed"),
+    "bounce": lazy_gettext("Bounced"),
+    "complaint": lazy_gettext("Marked as spam"),
+    "delivery": lazy_gettext("Delivered"),
+}
+
+
+def machine_reason(code: str | None) -> str:
+    """Why an open or click counts as a machine's, in words."""
+    if not code:
+        return ""
+    return str(MACHINE_REASON[code]) if code in MACHINE_REASON else _("not a person")
+
+
+def event_kind(code: str | None) -> str:
+    return _words(EVENT_KIND, code)
+
+
+def money(value: float | None, currency: str = "USD") -> str:
+    """A conversion value in the user's locale with its currency ("$1,234.50")."""
+    if value is None:
+        return ""
+    return format_currency(value, currency)
+
+
 FILTERS = {"campaign_status": campaign_status, "message_status": message_status,
            "message_count": message_count,
            "exclusion_reason": exclusion_reason, "message_reason": message_reason,
-           "journey_status": journey_status}
+           "journey_status": journey_status, "machine_reason": machine_reason,
+           "event_kind": event_kind, "money": money}
