@@ -564,6 +564,14 @@ def _run(mjml: object, subject: object, preheader: object,
     return problems, Compiled(html=final_html, text=final_text, links=links)
 
 
+def compile_or_problems(mjml: object, subject: object, preheader: object,
+                        slots: object) -> tuple[dict[str, str], Compiled | None]:
+    """Compile a template; return (problems, compiled), compiled None unless problems is empty.
+
+    This checks the source only; `personalization.render.check_source` also renders it."""
+    return _run(mjml, subject, preheader, slots)
+
+
 def check_template(mjml: object, subject: object, preheader: object,
                    slots: object) -> dict[str, str]:
     """Return every problem of a template (empty dict = publishable)."""

@@ -93,6 +93,11 @@ def _value_problem(slot: dict, value: str) -> str | None:
     return None
 
 
+def value_problem(slot: dict, value: str) -> str | None:
+    """Return the problem with one (string) value for a normalized `slot`, or None."""
+    return _value_problem(slot, value)
+
+
 def validate_slot_schema(slots: Any) -> tuple[list[dict], dict[str, str]]:
     """Normalize a list of Slot dicts and return (normalized, problems)."""
     problems: dict[str, str] = {}
