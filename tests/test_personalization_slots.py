@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.errors import SlotError
-from personalization.slots import HARD_MAX_LENGTH, clean_slot_values, validate_slot_schema
+from personalization.slots import (
+    HARD_MAX_LENGTH,
+    clean_slot_values,
+    sanitize_richtext,
+    validate_slot_schema,
+)
 
 SLOTS = [
     {"name": "title", "type": "text", "label": "Title", "default": "Hello", "max_length": 20},
@@ -130,3 +135,45 @@ def test_richtext_links_obey_allowed_domains():
     with pytest.raises(SlotError) as err:
         clean_slot_values(slots, {"body": '<p><a href="https://evil.example/">x</a></p>'})
     assert "brand.example" in err.value.fields["body"]
+
+
+RELATIVE_HREFS = ["//evil.example/login", " //evil.example", "/account", "login.html", "#top",
+                  "?next=1", "\\\\evil.example", "/\t/evil.example", "https:evil.example",
+                  "http:/evil.example"]
+
+
+@pytest.mark.parametrize("href", RELATIVE_HREFS)
+def test_richtext_relative_and_protocol_relative_links_are_refused(href):
+    # A relative href resolves against whatever page shows the mail (a webmail's own site),
+    # a protocol-relative one to any host: neither is a link the brand can vouch for.
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"body": f'<p><a href="{href}">x</a></p>', "sign": "J"})
+    assert set(err.value.fields) == {"body"}
+    assert err.value.fields["body"].startswith(
+        "links must be complete web addresses starting with https:// or http://")
+
+
+def test_richtext_protocol_relative_link_to_an_allowed_domain_becomes_https():
+    slots, _problems = validate_slot_schema([
+        {"name": "body", "type": "richtext", "label": "Body", "default": "",
+         "allowed_domains": ["brand.example"]}])
+    cleaned = clean_slot_values(slots, {"body": '<p><a href="//www.brand.example/a">x</a></p>'})
+    assert cleaned["body"] == ('<p><a href="https://www.brand.example/a" '
+                               'rel="noopener noreferrer">x</a></p>')
+    for bad in ("//evil.example/", "//brand.example.evil.net/", "/relative"):
+        with pytest.raises(SlotError):
+            clean_slot_values(slots, {"body": f'<p><a href="{bad}">x</a></p>'})
+
+
+def test_richtext_defaults_follow_the_same_rule():
+    _slots, problems = validate_slot_schema([
+        {"name": "body", "type": "richtext", "label": "Body",
+         "default": '<p><a href="//evil.example">x</a></p>'}])
+    assert problems["slots.body.default"].startswith("default links must be complete web")
+
+
+@pytest.mark.parametrize("href", RELATIVE_HREFS)
+def test_a_stored_relative_link_is_dropped_when_rendered(href):
+    # A value saved before this rule keeps its text, loses the link.
+    assert sanitize_richtext(f'<p><a href="{href}">x</a></p>') == (
+        '<p><a rel="noopener noreferrer">x</a></p>')
