@@ -218,6 +218,8 @@ def test_replace_is_charged_before_it_runs_exactly(monkeypatch, autoescape):
     # the count limits the insertions: 3 + 2 * 3 = 9
     assert render(s="abc", old="", new="yyy", n=2) == "yyyayyybc"
     assert render(s="abc", old="", new="yyy", n=3) == "yyyayyybyyyc"  # 3 + 3 * 3 = 12
+    # a count of 0 replaces nothing, so it costs nothing extra
+    assert render(s="abc", old="", new="y" * 100, n=0) == "abc"
     # a negative count means every occurrence
     with pytest.raises(RenderError):
         render(s="abc", old="", new="yyy", n=-1)
