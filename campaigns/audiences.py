@@ -59,7 +59,7 @@ from campaigns.contacts import (
     status_in,
     with_status,
 )
-from campaigns.models import Contact, ContactTag, Segment, contact_search_text
+from campaigns.models import Contact, ContactTag, Segment
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError, ValidationError
@@ -399,10 +399,11 @@ def audience_where(partner_id: int, audience: dict) -> tuple[list, bool]:
     status (then the query must go through `contacts.with_status`)."""
     where: list = [Contact.partner_id == partner_id]
     if audience.get("q"):
-        # One ILIKE over the three fields joined by tabs (models.contact_search_text), which
-        # a trigram index serves on PostgreSQL.
+        # One ILIKE over the three fields joined (a third of the work of three ILIKEs); a
+        # tab, which no stored name or address holds, keeps a match from spanning two.
         pattern = _like(audience["q"])
-        where.append(contact_search_text().ilike(pattern, escape="\\"))
+        searched = Contact.email + "\t" + Contact.first_name + "\t" + Contact.last_name
+        where.append(searched.ilike(pattern, escape="\\"))
     for tag in audience.get("tags", ()):
         where.append(exists().where(ContactTag.contact_id == Contact.id,
                                     ContactTag.partner_id == partner_id, ContactTag.tag == tag))

@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -37,16 +36,7 @@ BigId = BigInteger().with_variant(db.Integer(), "sqlite")
 
 class Contact(db.Model):
     __tablename__ = "contacts"
-    __table_args__ = (
-        UniqueConstraint("partner_id", "email"),
-        # contact_search_text() as PostgreSQL prints it back, so Alembic compares the two as
-        # equal (SQLAlchemy writes the concatenation without parentheses). PostgreSQL only.
-        Index("ix_contacts_search_trgm",
-              literal_column("(((email || '\t') || first_name) || '\t') || last_name", Text)
-              .label("search_text"),
-              postgresql_using="gin", postgresql_ops={"search_text": "gin_trgm_ops"})
-        .ddl_if(dialect="postgresql"),
-    )
+    __table_args__ = (UniqueConstraint("partner_id", "email"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
@@ -72,19 +62,6 @@ class Contact(db.Model):
         """Return the merge fields templates see as `contact.*`."""
         return {"email": self.email, "first_name": self.first_name or "",
                 "last_name": self.last_name or "", "attributes": dict(self.attributes or {})}
-
-
-# What a contact search (`q`) reads: the address and names in one text, a tab (which none
-# of them holds) between them so a match never spans two. Indexed by trigrams on PostgreSQL
-# (pg_trgm, migration 0014), so `ILIKE '%text%'` reads the index instead of every contact;
-# the tab is an SQL literal, not a bound value, so the query's expression is the index's.
-TAB = literal_column("'\t'", Text)
-
-
-def contact_search_text():  # noqa: ANN201 - a SQL expression
-    """SQL: email, first and last name joined by tabs (the expression the index holds)."""
-    return Contact.email.concat(TAB).concat(Contact.first_name).concat(TAB).concat(
-        Contact.last_name)
 
 
 class Suppression(db.Model):

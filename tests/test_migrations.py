@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -19,10 +18,6 @@ def test_migrated_postgres_schema_matches_models(app):
     assert diff == []
 
 
-# The contact search's trigram index is PostgreSQL's only (campaigns.models); Alembic says
-# it cannot compare an expression index on SQLite, which has none.
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based "
-                            "index 'ix_contacts_search_trgm'")
 def test_migrations_run_on_sqlite_and_match_models(tmp_path):
     url = f"sqlite:///{tmp_path / 'schema.db'}"
     migrate.upgrade(url)
