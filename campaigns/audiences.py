@@ -32,7 +32,20 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Numeric, Select, String, and_, event, exists, func, or_, select
+from sqlalchemy import (
+    Boolean,
+    Numeric,
+    Select,
+    and_,
+    case,
+    event,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
@@ -43,6 +56,7 @@ from campaigns.contacts import (
     CONTACT_STATUSES,
     clean_tags,
     status_column,
+    status_in,
     with_status,
 )
 from campaigns.models import Contact, ContactTag, Segment
@@ -267,18 +281,36 @@ def form_filter(form: dict[str, str]) -> dict:
 # ------------------------------------------------------------------------------ SQL
 
 
+class AttributeIsNumber(FunctionElement):
+    """SQL: an attribute's text reads as a plain decimal number (NUMBER_TEXT)."""
+
+    type = Boolean()
+    name = "attribute_is_number"
+    inherit_cache = True
+
+
 class AttributeNumber(FunctionElement):
-    """SQL: an attribute's text as a number when it reads as one, else NULL (never an error)."""
+    """SQL: an attribute's text as a number; only where `AttributeIsNumber` holds (on
+    PostgreSQL the cast of any other text is an error, so it goes inside a CASE on that)."""
 
     type = Numeric(asdecimal=False)
     name = "attribute_number"
     inherit_cache = True
 
 
+@compiles(AttributeIsNumber, "postgresql")
+def _is_number_pg(element: AttributeIsNumber, compiler, **kw) -> str:  # noqa: ANN001
+    return f"({compiler.process(element.clauses, **kw)} ~ '{NUMBER_TEXT}')"
+
+
+@compiles(AttributeIsNumber)
+def _is_number_other(element: AttributeIsNumber, compiler, **kw) -> str:  # noqa: ANN001
+    return f"(lastmile_number({compiler.process(element.clauses, **kw)}) IS NOT NULL)"
+
+
 @compiles(AttributeNumber, "postgresql")
 def _number_pg(element: AttributeNumber, compiler, **kw) -> str:  # noqa: ANN001
-    value = compiler.process(element.clauses, **kw)
-    return f"CASE WHEN {value} ~ '{NUMBER_TEXT}' THEN CAST({value} AS NUMERIC) END"
+    return f"CAST({compiler.process(element.clauses, **kw)} AS NUMERIC)"
 
 
 @compiles(AttributeNumber)
@@ -300,57 +332,62 @@ def _register_sqlite_function(dbapi_connection, _record) -> None:  # noqa: ANN00
                                          deterministic=True)
 
 
-class AttributeDate(FunctionElement):
-    """SQL: the YYYY-MM-DD an attribute's text starts with, else NULL (compared as text)."""
+class AttributeIsDate(FunctionElement):
+    """SQL: an attribute's text starts with YYYY-MM-DD (DATE_TEXT)."""
 
-    type = String()
-    name = "attribute_date"
+    type = Boolean()
+    name = "attribute_is_date"
     inherit_cache = True
 
 
-@compiles(AttributeDate, "postgresql")
-def _date_pg(element: AttributeDate, compiler, **kw) -> str:  # noqa: ANN001
-    value = compiler.process(element.clauses, **kw)
-    return f"CASE WHEN {value} ~ '{DATE_TEXT}' THEN substr({value}, 1, 10) END"
+@compiles(AttributeIsDate, "postgresql")
+def _is_date_pg(element: AttributeIsDate, compiler, **kw) -> str:  # noqa: ANN001
+    return f"({compiler.process(element.clauses, **kw)} ~ '{DATE_TEXT}')"
 
 
-@compiles(AttributeDate)
-def _date_other(element: AttributeDate, compiler, **kw) -> str:  # noqa: ANN001
+@compiles(AttributeIsDate)
+def _is_date_other(element: AttributeIsDate, compiler, **kw) -> str:  # noqa: ANN001
     value = compiler.process(element.clauses, **kw)
-    return (f"CASE WHEN {value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
-            f"THEN substr({value}, 1, 10) END")
+    return f"({value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*')"
 
 
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_COMPARE = {"eq": "__eq__", "neq": "__ne__", "gt": "__gt__", "gte": "__ge__", "lt": "__lt__",
+            "lte": "__le__", "before": "__lt__", "after": "__gt__"}
+
+
 def _condition_sql(key: str, condition: dict) -> list:
+    """The SQL of one attribute's condition, as cheap per row as it can be: the attribute's
+    text is tested once for being a number (whatever the number of comparisons), and a date
+    comparison runs on the first ten characters before they are checked to be a date."""
     text = Contact.attributes[key].as_string()
-    number = AttributeNumber(text)
-    day = AttributeDate(text)
     out = []
+    numeric = [(op, float(value)) for op, value in condition.items()
+               if op in ("gt", "gte", "lt", "lte") or (op in ("eq", "neq") and _is_number(value))]
+    if numeric:
+        number = AttributeNumber(text)
+        compared = and_(*[getattr(number, _COMPARE[op])(value) for op, value in numeric])
+        # Not a number (or no such attribute): only `neq` holds.
+        otherwise = true() if all(op == "neq" for op, _value in numeric) else false()
+        out.append(case((AttributeIsNumber(text), compared), else_=otherwise))
     for op, value in condition.items():
+        if op in ("eq", "neq") and _is_number(value):
+            continue  # compared as numbers above
         if op == "eq":
-            out.append(number == float(value) if _is_number(value)
-                       else func.lower(text) == value.lower())
+            out.append(func.lower(text) == value.lower())
         elif op == "neq":
-            out.append(or_(number.is_(None), number != float(value)) if _is_number(value)
-                       else or_(text.is_(None), func.lower(text) != value.lower()))
+            out.append(or_(text.is_(None), func.lower(text) != value.lower()))
         elif op == "contains":
             out.append(text.ilike(_like(value), escape="\\"))
-        elif op == "gt":
-            out.append(number > float(value))
-        elif op == "gte":
-            out.append(number >= float(value))
-        elif op == "lt":
-            out.append(number < float(value))
-        elif op == "lte":
-            out.append(number <= float(value))
-        elif op == "before":
-            out.append(day < value)
-        elif op == "after":
-            out.append(day > value)
+        elif op in DATE_OPS:
+            # A CASE keeps this order (PostgreSQL reorders an AND by its own cost guess): the
+            # cheap comparison first, the date check only on the values it keeps.
+            day = func.substr(text, 1, 10)
+            out.append(case((getattr(day, _COMPARE[op])(value), AttributeIsDate(text)),
+                            else_=false()))
         elif op == "exists":
             present = and_(text.is_not(None), text != "")
             out.append(present if value else ~present)
@@ -374,7 +411,7 @@ def audience_where(partner_id: int, audience: dict) -> tuple[list, bool]:
         where.extend(_condition_sql(key, condition))
     statuses = audience.get("status")
     if statuses and set(statuses) != set(CONTACT_STATUSES):
-        where.append(status_column().in_(statuses))
+        where.append(status_in(statuses))
         return where, True
     return where, False
 
@@ -408,13 +445,22 @@ def count_audience(partner_id: int, audiences: Sequence[dict]) -> int:
 
 def find_contacts(partner_id: int, audiences: Sequence[dict], page: int = 1,
                   per_page: int = 50) -> tuple[list[tuple[Contact, str]], int]:
-    """Return one page of (contact, status) matching every filter, by id, and the total."""
+    """Return one page of (contact, status) matching every filter, by id, and the total.
+
+    The page is read first (in id order PostgreSQL stops at the page's last row); a page
+    that is not full is the last one, so it gives the total, and only otherwise are the
+    matching contacts counted (one more query).
+    """
     where, _needs = _combined(partner_id, audiences)
-    total = count_audience(partner_id, audiences)
+    offset = (page - 1) * per_page
     rows = db.session.execute(
         with_status(select(Contact, status_column().label("status"))).where(*where)
-        .order_by(Contact.id).limit(per_page).offset((page - 1) * per_page)
+        .order_by(Contact.id).limit(per_page).offset(offset)
     ).all()
+    if 0 < len(rows) < per_page or (not rows and page == 1):
+        total = offset + len(rows)
+    else:
+        total = count_audience(partner_id, audiences)
     return [(contact, status) for contact, status in rows], total
 
 

@@ -569,10 +569,11 @@ def _merge_sql(postgres: bool, mode: str) -> dict[str, str]:
     record_here = {"column": "coalesce(f.consent, false)", "attested": "true",
                    "none": "false"}[mode]
     if postgres:
-        attrs_new = "coalesce(c.attributes::jsonb, '{}'::jsonb) || coalesce(f.attrs, '{}'::jsonb)"
-        attrs_changed = "coalesce(NOT c.attributes::jsonb @> f.attrs, false)"
-        attrs_value = "new_attrs::json"
-        attrs_conflict = "(contacts.attributes::jsonb || excluded.attributes::jsonb)::json"
+        # contacts.attributes is JSONB here (the staged attrs too): merged without casts.
+        attrs_new = "coalesce(c.attributes, '{}'::jsonb) || coalesce(f.attrs, '{}'::jsonb)"
+        attrs_changed = "coalesce(NOT c.attributes @> f.attrs, false)"
+        attrs_value = "new_attrs"
+        attrs_conflict = "contacts.attributes || excluded.attributes"
         create = "CREATE TEMP TABLE import_merge ON COMMIT DROP AS"
         collate = ' COLLATE "C"'  # byte order: equal is equal, and the sort is cheaper
     else:

@@ -54,7 +54,7 @@ def filtered(api, audience: dict, **args):
     return api.get("/api/contacts", query_string={"filter": json.dumps(audience), **args})
 
 
-@pytest.mark.parametrize(("audience", "expected"), [
+FILTER_CASES = [
     ({"tags": ["vip"]}, ["Ann", "Bob", "Eve", "Fay"]),
     ({"tags": ["vip", "golf"]}, ["Bob"]),
     ({"status": "mailable"}, ["Ann", "Bob", "Cat", "Eve"]),
@@ -77,7 +77,16 @@ def filtered(api, audience: dict, **args):
     ({"attributes": {"renewal": {"exists": True}}, "tags": ["vip"], "status": "mailable"},
      ["Ann", "Bob"]),
     ({}, ["Ann", "Bob", "Cat", "Dan", "Eve", "Fay"]),
-])
+    # Several comparisons on one attribute, and text that is not a number or a date.
+    ({"attributes": {"age": {"neq": 41, "gt": 7}}}, ["Bob", "Dan", "Fay"]),
+    ({"attributes": {"age": {"neq": 41, "lte": 41}}}, ["Bob", "Eve"]),
+    ({"attributes": {"renewal": {"after": "2026-01-01", "before": "2027-12-31"}}},
+     ["Ann", "Bob"]),
+    ({"attributes": {"renewal": {"before": "9999-12-31"}}}, ["Ann", "Bob"]),
+]
+
+
+@pytest.mark.parametrize(("audience", "expected"), FILTER_CASES)
 def test_each_filter_operator(world, audience, expected):
     response = filtered(world["api_a"], audience)
     assert names(response) == expected
@@ -89,6 +98,43 @@ def test_filter_combines_with_the_list_arguments_and_pages(world):
     response = filtered(api, {"tags": ["vip"]}, status="mailable", per_page=2)
     assert response.json["total"] == 3 and len(response.json["items"]) == 2
     assert names(filtered(api, {"tags": ["vip"]}, q="eve")) == ["Eve"]
+
+
+def test_every_page_carries_the_total(world):
+    """A full page, the last (partial) page, a page past the end: the same total."""
+    api = world["api_a"]
+    seen = []
+    for page, size in ((1, 2), (2, 2), (3, 2), (4, 2), (1, 6), (2, 6)):
+        response = filtered(api, {}, page=page, per_page=size)
+        assert response.status_code == 200, response.json
+        assert response.json["total"] == 6, (page, size)
+        if size == 2:
+            seen += [c["first_name"] for c in response.json["items"]]
+    assert seen == ["Ann", "Bob", "Cat", "Dan", "Eve", "Fay"]
+    empty = filtered(api, {"q": "nobody-has-this"}, page=2)
+    assert (empty.json["items"], empty.json["total"]) == ([], 0)
+
+
+def test_the_status_filter_agrees_with_each_contacts_status(world):
+    """Every status, alone and in pairs, keeps exactly the contacts shown with it."""
+    people = world["people"]
+    suppression.add_suppressions(["bob@example.com"], "bounced", "test")
+    suppression.add_suppressions(["cat@example.com"], "complained", "test")
+    suppression.add_suppressions(["eve@example.com"], "manual", "test")
+    db.session.commit()
+    api = world["api_a"]
+    shown = {c["first_name"]: c["status"] for c in filtered(api, {}).json["items"]}
+    assert shown == {"Ann": "mailable", "Bob": "bounced", "Cat": "complained",
+                     "Dan": "no_consent", "Eve": "suppressed", "Fay": "unsubscribed"}
+    assert len(people) == len(shown)
+    statuses = sorted(set(shown.values()))
+    for status in statuses:
+        assert names(filtered(api, {"status": status})) == sorted(
+            name for name, s in shown.items() if s == status), status
+    for i, first in enumerate(statuses):
+        for second in statuses[i + 1:]:
+            assert names(filtered(api, {"status": [first, second]})) == sorted(
+                name for name, s in shown.items() if s in (first, second))
 
 
 @pytest.mark.parametrize(("audience", "field"), [
@@ -257,3 +303,46 @@ def test_membership_is_frozen_at_launch(world):
     assert api.post(f"/api/campaigns/{campaign.id}/members",
                     json={"segment_id": segment["id"]}).status_code == 409
     assert api.get(f"/api/campaigns/{campaign.id}").json["members"] == 1
+
+
+def test_every_filter_on_sqlite(tmp_path):
+    """`make run` uses SQLite: each filter case above gives the same contacts there."""
+    from sqlalchemy import func, select
+
+    from app import create_app
+    from campaigns import audiences
+    from campaigns.models import Contact
+    from core import migrate
+
+    url = f"sqlite:///{tmp_path / 'lastmile.db'}"
+    sqlite_app = create_app({"DATABASE_URL": url, "REDIS_URL": "", "SECRET_KEY": "sqlite",
+                             "TESTING": True})
+    with sqlite_app.app_context():
+        migrate.upgrade(url)
+        a, b = make_partner(), make_partner()
+        for email, first, consent, tags, attributes in [
+                ("ann@example.com", "Ann", True, ["vip"],
+                 {"city": "Boston", "age": "41", "renewal": "2026-11-30"}),
+                ("bob@example.com", "Bob", True, ["vip", "golf"],
+                 {"city": "boston", "age": "39.5", "renewal": "2027-03-01T10:00:00"}),
+                ("cat@example.com", "Cat", True, [],
+                 {"city": "New Bostonia", "age": "n/a", "renewal": "soon"}),
+                ("dan@example.com", "Dan", False, [], {"city": "Lyon", "age": "100"}),
+                ("eve@example.com", "Eve", True, ["vip"], {"age": "7"}),
+                ("fay@example.com", "Fay", True, ["vip"], {"city": "Boston", "age": "52"})]:
+            make_contact(a, email, first_name=first, consent=consent, tags=tags,
+                         attributes=attributes)
+        suppression.add_suppressions(["fay@example.com"], "unsubscribed", "test")
+        make_contact(b, "ann@example.com", first_name="Other", tags=["vip"],
+                     attributes={"city": "Boston"})
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(Contact)) == 7
+        for audience, expected in FILTER_CASES:
+            cleaned = audiences.clean_filter(audience)
+            rows, total = audiences.find_contacts(a.id, [cleaned])
+            assert sorted(c.first_name for c, _status in rows) == expected, audience
+            assert total == len(expected) == audiences.count_audience(a.id, [cleaned])
+        rows, total = audiences.find_contacts(a.id, [{}], page=2, per_page=4)
+        assert ([c.first_name for c, _status in rows], total) == (["Eve", "Fay"], 6)
+        db.session.remove()
+        db.engine.dispose()
