@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.models import PARTNER_ROLES, ROLES, ApiToken, Partner, User
+from accounts.passwords import check_password
 from core import clock
 from core.db import db
 from core.errors import AccountDisabled, NotFound, StateError, ValidationError
@@ -105,7 +106,12 @@ def _add_token(user: User) -> str:
 def user_for_token(token: str) -> User | None:
     """Return the active user an API token belongs to, or None."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    return row.user if row is not None and not row.user.disabled else None
+    return row.user if row is not None and _may_act(row.user) else None
+
+
+def _may_act(user: User) -> bool:
+    """Tell whether a user may use the app: enabled, and of an active partner (or the brand)."""
+    return not user.disabled and (user.partner is None or user.partner.active)
 
 
 def user_for_session(user_id: object, version: object) -> User | None:
@@ -117,7 +123,7 @@ def user_for_session(user_id: object, version: object) -> User | None:
     if not isinstance(user_id, int) or not isinstance(version, int):
         return None  # also every session issued before session versions existed
     user = db.session.get(User, user_id)
-    if user is None or user.disabled or user.session_version != version:
+    if user is None or not _may_act(user) or user.session_version != version:
         return None
     return user
 
@@ -133,6 +139,9 @@ def authenticate(email: str, password: str) -> User | None:
         if user.disabled:
             raise AccountDisabled(_("This account is disabled. Ask your administrator to "
                                     "enable it again."))
+        if user.partner is not None and not user.partner.active:
+            raise AccountDisabled(_("Your organisation's account is paused. Ask the brand to "
+                                    "reactivate it."))
         return user
     # Spend comparable time on unknown emails so timing does not reveal which exist.
     check_password_hash(_DUMMY_HASH, password)
@@ -140,9 +149,6 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 # --- sessions that end: logout, password change, disabling -------------------------------
-
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 1000
 
 
 def _end_sessions(user: User) -> None:
@@ -174,12 +180,7 @@ def change_password(user: User, current: object, new: object) -> str:
 
 def set_password(user: User, new: object) -> str:
     """Set a new password, end every session and API token, and return one fresh token."""
-    if not isinstance(new, str) or len(new) < MIN_PASSWORD_LENGTH:
-        message = _("Use at least %(n)s characters.", n=MIN_PASSWORD_LENGTH)
-        raise ValidationError(_("The new password is too short."), {"new_password": message})
-    if len(new) > MAX_PASSWORD_LENGTH:
-        message = _("Use at most %(n)s characters.", n=MAX_PASSWORD_LENGTH)
-        raise ValidationError(_("The new password is too long."), {"new_password": message})
+    check_password(new)
     user.password_hash = generate_password_hash(new)
     _end_sessions(user)
     _revoke_tokens(user)
