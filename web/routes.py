@@ -2,6 +2,7 @@
 
 # Each view module adds its routes to `bp` when imported.
 from web import (  # noqa: F401 - each module registers its views on bp
+    account_links,
     analytics,
     auth_views,
     brand,
