@@ -12,7 +12,7 @@ from accounts.models import PARTNER_ROLES, ROLES, ApiToken, Partner, User
 from accounts.passwords import check_password
 from core import clock
 from core.db import db
-from core.errors import AccountDisabled, NotFound, StateError, ValidationError
+from core.errors import AccountDisabled, Forbidden, NotFound, StateError, ValidationError
 from core.i18n import _
 
 PARTNER_FIELDS = ("name", "tier", "region", "logo_url", "address", "phone", "website")
@@ -49,13 +49,53 @@ def get_partner(partner_id: int) -> Partner:
     return partner
 
 
-def list_partners(page: int = 1, per_page: int = 50) -> tuple[list[Partner], int]:
-    """Return one page of partners and the total count."""
-    total = db.session.scalar(select(db.func.count()).select_from(Partner)) or 0
+def list_partners(page: int = 1, per_page: int = 50, *, q: str = "", tier: str = "",
+                  region: str = "", active: bool | None = None,
+                  ids: list[int] | None = None) -> tuple[list[Partner], int]:
+    """Return one page of partners (name containing `q`, of a tier, region, state or among
+    `ids`) and the total count."""
+    query = select(Partner)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(Partner.name.ilike(pattern, escape="\\"))
+    if tier:
+        query = query.where(Partner.tier == tier)
+    if region:
+        query = query.where(Partner.region == region)
+    if active is not None:
+        query = query.where(Partner.deactivated_at.is_(None) if active
+                            else Partner.deactivated_at.is_not(None))
+    if ids is not None:
+        query = query.where(Partner.id.in_(ids))
+    total = db.session.scalar(select(db.func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(
-        select(Partner).order_by(Partner.id).limit(per_page).offset((page - 1) * per_page)
+        query.order_by(Partner.name, Partner.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return list(rows), total
+
+
+def partner_choices() -> dict[str, list[str]]:
+    """Return the tiers and regions partners use today (free text until they are managed)."""
+    return {
+        "tier": list(db.session.scalars(select(Partner.tier).distinct().order_by(Partner.tier))),
+        "region": list(db.session.scalars(select(Partner.region).distinct()
+                                          .order_by(Partner.region))),
+    }
+
+
+def set_partner_active(partner_id: int, active: bool) -> Partner:
+    """Deactivate a partner (its users cannot sign in, none of its mail leaves; its data stays)
+    or reactivate it. Deactivating ends its users' sessions and API tokens at once."""
+    partner = get_partner(partner_id)
+    if active:
+        partner.deactivated_at = None
+    elif partner.deactivated_at is None:
+        partner.deactivated_at = clock.now()
+        for user in db.session.scalars(select(User).where(User.partner_id == partner.id)):
+            _end_sessions(user)
+            _revoke_tokens(user)
+    db.session.commit()
+    return partner
 
 
 def create_user(email: str, role: str, partner_id: int | None = None, *, name: str = "",
@@ -208,6 +248,24 @@ def enable_user(user: User) -> User:
     return user
 
 
+def change_role(user: User, role: object, allowed: tuple[str, ...], by: User) -> User:
+    """Give `user` another role of the same kind (brand or partner) among `allowed`."""
+    if not isinstance(role, str) or role not in ROLES:
+        message = _("Choose a role.")
+        raise ValidationError(message, {"role": message})
+    if role not in allowed:
+        raise Forbidden(_("You may not give this role."))
+    if (role in PARTNER_ROLES) != (user.role in PARTNER_ROLES):
+        message = _("A partner's user keeps a partner role and a brand user a brand role; "
+                    "invite the person again for the other kind.")
+        raise ValidationError(message, {"role": message})
+    if by.id == user.id and role != user.role:
+        raise StateError(_("You cannot change your own role."))
+    user.role = role  # read on every request: it applies at once
+    db.session.commit()
+    return user
+
+
 def get_user(user_id: int) -> User:
     """Return a user or raise NotFound."""
     user = db.session.get(User, user_id)
@@ -216,12 +274,14 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def list_users(partner_id: int | None, page: int = 1,
-               per_page: int = 50) -> tuple[list[User], int]:
-    """Return one page of users (of one partner, or all with None) and the total count."""
+def list_users(partner_id: int | None, page: int = 1, per_page: int = 50, *,
+               brand_only: bool = False) -> tuple[list[User], int]:
+    """Return one page of users (of one partner, of the brand, or all) and the total count."""
     query = select(User)
     if partner_id is not None:
         query = query.where(User.partner_id == partner_id)
+    elif brand_only:
+        query = query.where(User.partner_id.is_(None))
     total = db.session.scalar(select(db.func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(
         query.order_by(User.id).limit(per_page).offset((page - 1) * per_page)).all()
