@@ -7,19 +7,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-import pytest
-
-from tests.test_pipeline_support import configured
-
 LINK = re.compile(r"https?://\S+/(?:join|reset)/[A-Za-z0-9._-]+")
-
-
-@pytest.fixture
-def mailbox(app, tmp_path):
-    """A fresh outbox for this test; yields its directory."""
-    folder = tmp_path / "outbox"
-    with configured(app, OUTBOX_DIR=str(folder), DELIVERY_BACKEND="outbox"):
-        yield folder
 
 
 def mails_to(folder: Path, address: str) -> list:

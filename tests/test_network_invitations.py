@@ -11,7 +11,7 @@ from accounts.models import Invitation, User
 from core import clock
 from core.db import db
 from tests.builders import make_partner, make_user
-from tests.network_helpers import html_of, link_in, mailbox, mails_to, token_of  # noqa: F401
+from tests.network_helpers import html_of, link_in, mails_to, token_of
 
 PASSWORD = "correct horse battery"
 
@@ -176,3 +176,42 @@ def test_invitation_input_is_checked(app, brand_admin, mailbox):
         "email": "twice@example.com", "role": "brand_admin"}).status_code == 201
     assert brand_admin.post("/api/invitations", json={
         "email": "twice@example.com", "role": "brand_admin"}).status_code == 409
+
+
+def test_network_responses_match_the_document(app, client, make_api, mailbox):
+    from tests.test_openapi import conforms
+
+    spec = client.get("/api/openapi.json").json
+    partner = make_partner()
+    _b, token = make_user("brand_admin")
+    api = make_api(token)
+    created = api.post("/api/invitations", json={"email": "doc@example.com",
+                                                 "role": "partner_user",
+                                                 "partner_id": partner.id})
+    conforms(spec, "/api/invitations", "post", created)
+    conforms(spec, "/api/invitations", "get", api.get("/api/invitations"))
+    invitation = created.json["id"]
+    conforms(spec, "/api/invitations/{invitation_id}/resend", "post",
+             api.post(f"/api/invitations/{invitation}/resend"))
+    token_value = token_of(mails_to(mailbox, "doc@example.com")[-1])
+    anon = make_api(None)
+    conforms(spec, "/api/invitations/accept", "post", anon.post(
+        "/api/invitations/accept",
+        json={"token": token_value, "name": "Doc", "password": PASSWORD}))
+    conforms(spec, "/api/invitations/accept", "post", anon.post(
+        "/api/invitations/accept",
+        json={"token": token_value, "name": "Doc", "password": PASSWORD}))
+    conforms(spec, "/api/invitations/{invitation_id}", "delete",
+             api.delete(f"/api/invitations/{invitation}"))
+    conforms(spec, "/api/password-reset", "post",
+             anon.post("/api/password-reset", json={"email": "doc@example.com"}))
+    conforms(spec, "/api/password-reset/complete", "post", anon.post(
+        "/api/password-reset/complete", json={"token": "nope", "password": PASSWORD}))
+    user = db.session.query(User).filter_by(email="doc@example.com").one()
+    conforms(spec, "/api/users/{user_id}", "patch",
+             api.patch(f"/api/users/{user.id}", json={"role": "partner_admin"}))
+    conforms(spec, "/api/partners/{partner_id}/deactivate", "post",
+             api.post(f"/api/partners/{partner.id}/deactivate"))
+    conforms(spec, "/api/partners/{partner_id}/reactivate", "post",
+             api.post(f"/api/partners/{partner.id}/reactivate"))
+    conforms(spec, "/api/partners", "get", api.get("/api/partners?state=active&q=a"))

@@ -12,7 +12,7 @@ from accounts.models import PasswordReset
 from core import clock
 from core.db import db
 from tests.builders import make_partner, make_user
-from tests.network_helpers import link_in, mailbox, mails_to, text_of, token_of  # noqa: F401
+from tests.network_helpers import link_in, mails_to, text_of, token_of
 from tests.test_accounts_sessions import is_signed_in, signed_in
 from tests.test_web_pages import PASSWORD, page_token
 

@@ -6,7 +6,7 @@ gets a page saying so in words (accounts.invitations.LinkRefused), with what to 
 
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session
 
 from accounts import invitations
 from accounts.auth import sign_in
