@@ -8,13 +8,19 @@ while the caller waits, like a test send (campaigns.testsend): one message to on
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
 
 from accounts import invitations
 from accounts.models import Invitation, Partner, User
+from accounts.services import create_partner
 from core.db import db
-from core.errors import DeliveryFailed
+from core.errors import DeliveryFailed, TooLarge, ValidationError
 from core.i18n import _
 from delivery.backends import get_backend
 from delivery.base import SENT, OutgoingMessage
@@ -168,3 +174,185 @@ def request_password_reset(email: object, config: Mapping) -> None:
     error = _deliver(to, mail, "password_reset", config)
     if error:
         log.warning("a password reset email was not delivered: %s", error)
+
+
+# --- bulk import of partners from CSV -----------------------------------------------------
+
+MAX_IMPORT_ROWS = 1000
+MAX_IMPORT_BYTES = 1024 * 1024
+# Header spellings accepted for each column (compared lower-cased, spaces and _ alike).
+IMPORT_COLUMNS = {
+    "name": ("name", "partner", "partner name", "business", "business name"),
+    "tier": ("tier",),
+    "region": ("region",),
+    "admin_email": ("admin email", "admin", "email", "administrator email"),
+}
+
+
+@dataclass
+class ImportRow:
+    line: int
+    name: str
+    tier: str
+    region: str
+    admin_email: str
+    problems: list[str] = field(default_factory=list)
+    partner_id: int | None = None
+    delivery_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _decode(data: bytes) -> str:
+    if len(data) > MAX_IMPORT_BYTES:
+        raise TooLarge(_("The file is larger than 1 MB; split it into smaller files."))
+    if b"\x00" in data:
+        raise ValidationError(_("This is not a CSV file."), {"file": _("not a CSV file")})
+    for codec in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    raise ValidationError(_("This file is not readable text."), {"file": _("not text")})
+
+
+def _header_map(header: list[str]) -> dict[str, int]:
+    def norm(text: str) -> str:
+        return " ".join(text.strip().lower().replace("_", " ").split())
+
+    found: dict[str, int] = {}
+    for index, title in enumerate(header):
+        for key, spellings in IMPORT_COLUMNS.items():
+            if norm(title) in spellings and key not in found:
+                found[key] = index
+    missing = [k for k in IMPORT_COLUMNS if k not in found]
+    if missing:
+        message = _("The first line must name the columns: partner name, tier, region and "
+                    "admin email.")
+        raise ValidationError(message, {"file": message})
+    return found
+
+
+def plan_partner_import(data: bytes) -> list[ImportRow]:
+    """Read a CSV of partners (name, tier, region, admin email) and check every row (dry run).
+
+    Nothing is written. A row has problems when a value is missing or too long, the address
+    is not one, or the partner name or address is already taken (here or earlier in the file).
+    """
+    text = _decode(data)
+    sample = text[:4096]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValidationError(_("The file is empty."), {"file": _("empty")})
+        columns = _header_map(header)
+        rows: list[ImportRow] = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if len(rows) >= MAX_IMPORT_ROWS:
+                raise ValidationError(
+                    _("The file has more than %(n)s partners; split it.", n=MAX_IMPORT_ROWS),
+                    {"file": _("too many rows")})
+            cell = {k: (values[i].strip() if i < len(values) else "") for k, i in columns.items()}
+            rows.append(ImportRow(reader.line_num, cell["name"], cell["tier"], cell["region"],
+                                  cell["admin_email"].lower()))
+    except csv.Error as exc:
+        raise ValidationError(_("This CSV file cannot be read: %(error)s", error=str(exc)),
+                              {"file": str(exc)}) from exc
+    names = {n.lower() for n in db.session.scalars(select(Partner.name))}
+    emails = set(db.session.scalars(select(User.email)))
+    waiting = set(db.session.scalars(select(Invitation.email).where(
+        Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))))
+    seen_names: set[str] = set()
+    seen_emails: set[str] = set()
+    for row in rows:
+        for key, label, limit in (("name", _("partner name"), 200), ("tier", _("tier"), 50),
+                                  ("region", _("region"), 50)):
+            value = getattr(row, key)
+            if not value:
+                row.problems.append(_("%(column)s is missing", column=label))
+            elif len(value) > limit:
+                row.problems.append(_("%(column)s is longer than %(n)s characters",
+                                      column=label, n=limit))
+        if row.name.lower() in names:
+            row.problems.append(_("a partner with this name exists already"))
+        elif row.name.lower() in seen_names:
+            row.problems.append(_("this partner name is on an earlier line too"))
+        address = row.admin_email
+        if (address.count("@") != 1 or len(address) > 320 or address.startswith("@")
+                or address.endswith("@") or any(c.isspace() for c in address)):
+            row.problems.append(_("the admin email is not an email address"))
+        elif address in emails:
+            row.problems.append(_("the admin email already has an account"))
+        elif address in waiting:
+            row.problems.append(_("the admin email already has an invitation waiting"))
+        elif address in seen_emails:
+            row.problems.append(_("this admin email is on an earlier line too"))
+        seen_names.add(row.name.lower())
+        seen_emails.add(address)
+    return rows
+
+
+def run_partner_import(actor: User, data: bytes, config: Mapping) -> list[ImportRow]:
+    """Create the partners of the rows without problems and invite their admins by email."""
+    rows = plan_partner_import(data)
+    for row in rows:
+        if not row.ok:
+            continue
+        partner = create_partner(name=row.name, tier=row.tier, region=row.region)
+        row.partner_id = partner.id
+        _invitation, row.delivery_error = invite_partner_admin(actor, partner, row.admin_email,
+                                                               config)
+    return rows
+
+
+# --- activation reminders -----------------------------------------------------------------
+
+NEXT_STEP = {
+    "joined": lambda: _("Complete your profile (your name, address and phone), so the emails "
+                        "you send carry your signature."),
+    "profile_complete": lambda: _("Start your first campaign: pick a journey in the showroom "
+                                  "and choose who receives it."),
+    "first_campaign": lambda: _("Your campaign is ready: add recipients and send it."),
+}
+
+
+def remind_partner(actor: User, partner: Partner, stage: str, config: Mapping) -> int:
+    """Nudge a partner at `stage` to the next one; return how many emails left.
+
+    Not joined yet: the admin's latest invitation is sent again (a new 7-day link). Joined:
+    its administrators get an email naming the next step and a link to sign in.
+    """
+    if stage in ("new", "invited"):
+        latest = db.session.scalar(
+            select(Invitation).where(Invitation.partner_id == partner.id,
+                                     Invitation.accepted_at.is_(None))
+            .order_by(Invitation.id.desc()).limit(1))
+        if latest is None:
+            return 0
+        resend(actor, latest, config)
+        return 1
+    brand = str(config["BRAND_NAME"])
+    step = NEXT_STEP.get(stage)
+    admins = list(db.session.scalars(select(User).where(
+        User.partner_id == partner.id, User.role == "partner_admin",
+        User.disabled_at.is_(None))))
+    sent = 0
+    for admin in admins:
+        mail = render_account_mail(
+            brand_name=brand, subject=_("Your next step with %(brand)s", brand=brand),
+            heading=_("Your next step"),
+            paragraphs=[_("Hello %(name)s,", name=admin.name),
+                        step() if step else _("Sign in to see what is new.")],
+            button_label=_("Sign in"),
+            button_url=str(config["PUBLIC_BASE_URL"]).rstrip("/") + "/login",
+            link_hint=_("If the button does not work, copy this link into your browser:"),
+            legal=_legal(config))
+        if not _deliver(admin.email, mail, "reminder", config):
+            sent += 1
+    return sent

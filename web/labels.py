@@ -109,6 +109,19 @@ INVITATION_STATUS = {
     "revoked": lazy_gettext("Withdrawn"),
 }
 
+ACTIVATION_STAGE = {
+    "new": lazy_gettext("Not invited yet"),
+    "invited": lazy_gettext("Invited"),
+    "joined": lazy_gettext("Joined"),
+    "profile_complete": lazy_gettext("Profile complete"),
+    "first_campaign": lazy_gettext("First campaign"),
+    "first_send": lazy_gettext("First email sent"),
+}
+
+
+def activation_stage(code: str | None) -> str:
+    return _words(ACTIVATION_STAGE, code)
+
 
 def role_name(code: str | None) -> str:
     return _words(ROLE_NAME, code)
@@ -239,4 +252,4 @@ FILTERS = {"campaign_status": campaign_status, "message_status": message_status,
            "exclusion_reason": exclusion_reason, "message_reason": message_reason,
            "journey_status": journey_status, "machine_reason": machine_reason,
            "event_kind": event_kind, "money": money, "role_name": role_name,
-           "invitation_status": invitation_status}
+           "invitation_status": invitation_status, "activation_stage": activation_stage}

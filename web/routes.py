@@ -11,9 +11,11 @@ from web import (  # noqa: F401 - each module registers its views on bp
     launcher,
     outbox,
     partner,
+    partners,
     profile,
     quick_send,
     sharing,
+    users,
 )
 from web.base import bp
 
