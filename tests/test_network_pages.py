@@ -3,6 +3,7 @@ access, each behind its confirmation and CSRF."""
 
 from __future__ import annotations
 
+import html as htmllib
 import io
 import re
 from datetime import timedelta
@@ -45,7 +46,6 @@ def test_import_shows_a_dry_run_then_creates_and_invites(app, mailbox):
     assert "not an email address" in html
     assert db.session.query(Partner).count() == 0 and not list(mailbox.glob("*.eml"))
     csv_text = re.search(r'<textarea name="csv_text"[^>]*>(.*?)</textarea>', html, re.S).group(1)
-    import html as htmllib
     done = client.post("/brand/partners/import/confirm", data={
         "csrf_token": _csrf(html), "csv_text": htmllib.unescape(csv_text)})
     assert done.status_code == 302
@@ -102,7 +102,7 @@ def test_people_page_invites_changes_roles_and_disables_with_confirmation(app, m
     make_user("partner_user", other, email="x@elsewhere.example")
     client = signed_in(app, "pa@harbor.example")
     their_session = signed_in(app, "pu@harbor.example")
-    html = client.get("/users?partner=%d" % other.id).get_data(as_text=True)
+    html = client.get(f"/users?partner={other.id}").get_data(as_text=True)
     assert "pu@harbor.example" in html and "x@elsewhere.example" not in html
     assert "Yes, disable" in html  # behind a confirmation
     token = _csrf(html)
