@@ -151,3 +151,24 @@ def test_marketers_and_partner_users_have_no_people_pages(app):
         client = signed_in(app, email)
         assert client.get("/users").status_code == 403
         assert client.get("/brand/partners").status_code == 403
+
+
+def test_people_page_shows_pending_accepted_and_expired_invitations(app, make_api, mailbox):
+    from tests.network_helpers import token_of
+
+    _b, token = make_user("brand_admin", email="lead@example.com", password=PASSWORD)
+    api = make_api(token)
+    for address in ("old@example.com", "joined@example.com"):
+        api.post("/api/invitations", json={"email": address, "role": "brand_marketer"})
+    make_api(None).post("/api/invitations/accept", json={
+        "token": token_of(mails_to(mailbox, "joined@example.com")[0]), "name": "Jo",
+        "password": "a long enough password"})
+    clock.freeze(clock.now() + timedelta(days=8))
+    api.post("/api/invitations", json={"email": "new@example.com", "role": "brand_admin"})
+    html = signed_in(app, "lead@example.com").get("/users").get_data(as_text=True)
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r'data-email="([^"]+)">(.*?)</tr>', html, re.S)}
+    assert "Waiting" in rows["new@example.com"]
+    assert "Expired" in rows["old@example.com"] and "Resend" in rows["old@example.com"]
+    assert "Accepted" in rows["joined@example.com"]
+    assert "Resend" not in rows["joined@example.com"]

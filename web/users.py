@@ -48,8 +48,7 @@ def _page(form: dict | None = None, errors: dict | None = None, status: int = 20
     roles = [r for r in invitations.grantable_roles(actor)
              if (r in ("partner_admin", "partner_user")) == (partner is not None)]
     return render_template(
-        "web/users.html", users=users, invitations=[i for i in invited if i.status != "accepted"],
-        accepted=[i for i in invited if i.status == "accepted"], partner=partner, roles=roles,
+        "web/users.html", users=users, invitations=invited, partner=partner, roles=roles,
         form=form or {"email": "", "role": roles[-1] if roles else ""}, errors=errors or {},
         partners=accounts.list_partners(1, 500)[0] if actor.role == "brand_admin" else []), status
 
