@@ -7,12 +7,13 @@ RUN_STAMP := $(VENV)/.run-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.dev-$(DEPS_HASH)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help run test bench lint graph messages format services browser spamassassin vendor clean
+.PHONY: help run test bench mutation lint graph messages format services browser spamassassin vendor clean
 
 help:
 	@echo "make run    - start Lastmile (SQLite, local SMTP catcher, embedded queue)"
 	@echo "make test   - run the whole test suite against PostgreSQL and Redis"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make mutation - operator-swap mutation pass over the guard modules (slow; not in make test)"
 	@echo "make lint   - ruff check and the import layers (lint-imports)"
 	@echo "make graph  - print the package dependency graph"
 	@echo "make messages - extract translatable strings to translations/messages.pot"
@@ -57,6 +58,10 @@ bench: $(DEV_STAMP) services
 	   && { postfix stop >/dev/null 2>&1 || true; }) \
 	  || echo "smtp-sink unavailable: bench/send.py falls back to its asyncio sink"; }
 	$(PY) bench/run_all.py
+
+# Not part of `make test`: every mutant re-runs the module's own tests (tens of minutes).
+mutation: $(DEV_STAMP) services
+	$(PY) scripts/mutation.py
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

@@ -32,6 +32,7 @@ from core.db import db
 from core.errors import NotFound, StateError, TooLarge, ValidationError
 from core.i18n import _
 from core.i18n import lazy_gettext as _l
+from core.validate import sender_name_problem
 
 RULES_KEY = "profile_rules"
 MAX_REASON = 1000
@@ -94,6 +95,8 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
 # Markup in a plain-text field would show as typed (it is escaped): say so instead.
 _MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>|\{\{|\{%")
 # Characters that reorder or hide text, and Unicode's own line and paragraph separators.
+# Fields a campaign's sender name defaults to (Partner.default_sender_name).
+SENDER_NAME_FIELDS = ("display_name", "advisor_name")
 _INVISIBLE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 
 
@@ -172,6 +175,8 @@ def _value_problem(spec: FieldSpec, value: str, config: Mapping) -> str | None:
         return _("must be a single line (no line breaks)")
     elif _bad_char(value):
         return _("must not contain control characters")
+    if spec.name in SENDER_NAME_FIELDS and sender_name_problem(value):
+        return sender_name_problem(value)
     if spec.kind in ("line", "text"):
         if _MARKUP.search(value):
             return _("must be plain text: HTML and template tags are not allowed (formatting "

@@ -8,7 +8,7 @@ from accounts import invitations, media, profile, services
 from accounts.auth import ANY, BRAND, current_user, manageable_user, partner_scope, require_roles
 from core.errors import BadRequest, NotFound, ValidationError
 from core.i18n import _
-from core.validate import Fields, json_body, page_args
+from core.validate import Fields, json_body, page_args, sender_name_problem
 
 bp = Blueprint("accounts", __name__)
 
@@ -33,6 +33,9 @@ def _partner_fields(data: dict, *, partial: bool) -> dict:
     for name, limit in (("address", 500), ("phone", 50)):
         if name in data:
             out[name] = f.text(name, required=False, max_length=limit)
+    # The account name is the sender name of last resort (Partner.default_sender_name).
+    if out.get("name") and "name" not in f.problems and sender_name_problem(out["name"]):
+        f.problems["name"] = str(sender_name_problem(out["name"]))
     unknown = set(data) - set(services.PARTNER_FIELDS)
     for name in unknown:
         f.problems[name] = "is not a partner field"

@@ -22,6 +22,7 @@ from accounts.services import create_partner
 from core.db import db
 from core.errors import DeliveryFailed, TooLarge, ValidationError
 from core.i18n import _
+from core.validate import sender_name_problem
 from delivery.backends import get_backend
 from delivery.base import SENT, OutgoingMessage
 from delivery.mime import build_message, new_message_id
@@ -279,6 +280,9 @@ def plan_partner_import(data: bytes) -> list[ImportRow]:
             elif len(value) > limit:
                 row.problems.append(_("%(column)s is longer than %(n)s characters",
                                       column=label, n=limit))
+        if row.name and sender_name_problem(row.name):
+            row.problems.append(_("the partner name cannot be used as a sender name: %(why)s",
+                                  why=sender_name_problem(row.name)))
         if row.name.lower() in names:
             row.problems.append(_("a partner with this name exists already"))
         elif row.name.lower() in seen_names:

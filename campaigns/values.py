@@ -14,7 +14,7 @@ from campaigns.contacts import InvalidEmail, normalize_email
 from campaigns.models import Campaign
 from core.db import db
 from core.errors import SlotError, StateError, ValidationError
-from core.validate import is_db_id
+from core.validate import is_db_id, sender_name_problem
 from journeys.models import Journey, TemplateVersion
 from journeys.services import catalog_journey
 from personalization.slots import clean_slot_values
@@ -173,6 +173,8 @@ def clean_sender(sender: Any, partner: Partner, user: User) -> tuple[str, str]:
         problems["sender.name"] = "must be one line without control characters"
     elif len(name.strip()) > 100 or not name.strip():
         problems["sender.name"] = "must be 1 to 100 characters"
+    elif sender_name_problem(name):
+        problems["sender.name"] = str(sender_name_problem(name))
     reply_to = sender.get("reply_to")
     if reply_to in (None, ""):
         reply_to = user.email  # the account's own address, accepted when the user was created

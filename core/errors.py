@@ -82,6 +82,12 @@ class TemplateError(ValidationError):
     code = "invalid_template"
 
 
+class RenderError(TemplateError):
+    """A message could not be rendered: it would exceed the sandbox's bounds (size, work,
+    time) or an expression fails on the values given. A send that raises it fails with this
+    reason; a preview answers 422."""
+
+
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     """Build the API's error JSON (`Error` in web/openapi.yaml)."""
     return {"error": {"code": code, "message": message, "fields": fields or {}}}

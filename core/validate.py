@@ -9,6 +9,7 @@ can store) is refused at the door.
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -172,6 +173,23 @@ class Fields:
     def check(self, message: str = "Some fields are invalid.") -> None:
         if self.problems:
             raise ValidationError(message, self.problems)
+
+
+# Characters that make a display name read as an address ("Security Team <security@bank>"),
+# after NFKC folding (which turns fullwidth and small forms such as U+FF20 into "@" and "<").
+_ADDRESS_LIKE = frozenset("@<>\u2039\u203a\u2329\u232a\u27e8\u27e9\u3008\u3009\u300a\u300b")
+
+
+def sender_name_problem(name: str) -> str | None:
+    """Return why `name` cannot be a sender's display name, or None.
+
+    Mail shows it beside the brand's address ("Name via Brand <news@brand>"): a name that
+    holds an address of its own (an @, or angle brackets, in any width) could pass for the
+    sender, so it is refused wherever a sender name is set.
+    """
+    if any(ch in _ADDRESS_LIKE for ch in unicodedata.normalize("NFKC", name)):
+        return _("must be a name, not an email address: it may not contain @, < or >")
+    return None
 
 
 def is_http_url(value: str) -> bool:

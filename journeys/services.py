@@ -13,7 +13,7 @@ from core.errors import NotFound, StateError, TemplateError, ValidationError
 from core.validate import is_db_id
 from journeys import states
 from journeys.models import STEP_CONDITIONS, Journey, JourneyStep, Template, TemplateVersion
-from personalization import compile as compiler
+from personalization import render as renderer
 from personalization.slots import validate_slot_schema
 
 MAX_STEPS = 20
@@ -41,7 +41,7 @@ def _checked_source(name: str, subject: str, preheader: str, mjml: str, slots: l
     normalized, slot_problems = validate_slot_schema(slots)
     problems.update(slot_problems)
     if not problems:
-        problems.update(compiler.check_template(mjml, subject, preheader, normalized))
+        problems.update(renderer.check_source(mjml, subject, preheader, normalized))
     if problems:
         raise TemplateError("Template is invalid.", problems)
     return normalized
@@ -82,8 +82,8 @@ def publish_template(template_id: int) -> TemplateVersion:
     template = get_template(template_id)
     version = latest_version(template.id)
     states.require(version, "publish")  # refuse before any compile work
-    compiled = compiler.compile_template(version.mjml, version.subject, version.preheader,
-                                         version.slots)
+    compiled = renderer.compile_source(version.mjml, version.subject, version.preheader,
+                                       version.slots)
     version.compiled_html = compiled.html
     version.compiled_text = compiled.text
     version.links = list(compiled.links)

@@ -9,6 +9,7 @@ limit, and a plain-text twin is derived from the same document.
 
 from __future__ import annotations
 
+import functools
 import html as htmllib
 import logging
 import re
@@ -20,6 +21,7 @@ from html.parser import HTMLParser
 from urllib.parse import unquote
 
 from core.errors import TemplateError
+from core.i18n import _
 from personalization.sandbox import PARSE_ENV, analyze, is_unsubscribe_expr
 from personalization.slots import validate_slot_schema
 
@@ -30,6 +32,7 @@ SMTP_LINE_LIMIT = 998
 TEXT_WIDTH = 78
 _BAD_SCHEMES = ("javascript:", "data:", "vbscript:", "file:")
 _UNTRACKED_PREFIXES = ("mailto:", "tel:", "#")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,55 @@ def _quiet_preview(html: str) -> str:
     return html.replace(_PREVIEW_STYLE, _QUIET_PREVIEW_STYLE, 1)
 
 
-def _inline_css(html: str) -> tuple[str | None, str | None]:
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{1,6})[ \t\r\n\f]?|(.))", re.DOTALL)
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
+
+
+def _css_unescape(text: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(2)
+        code = int(m.group(1), 16)
+        return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+    return _CSS_ESCAPE.sub(one, text)
+
+
+def imports_css(source: str) -> bool:
+    """Tell whether `source` holds a CSS `@import`, however it is spelled (escapes, entities)."""
+    text = _CSS_COMMENT.sub("", htmllib.unescape(source))
+    return "@import" in _css_unescape(text).lower()
+
+
+def _refuse_fetch(url: str) -> None:
+    """A cssutils fetcher that loads nothing: compiling never reads a URL or a file."""
+    _log.info("compile: refused to fetch %r referenced by a template's CSS", url[:200])
+    return None
+
+
+@functools.cache
+def _premailer_class() -> type:
+    """Premailer whose CSS parser cannot fetch (cssutils resolves @import even when premailer's
+    allow_network is False) and which refuses every external stylesheet."""
+    from cssutils import CSSParser
     from premailer import Premailer  # see _mjml_to_html: a real start-up cost
 
+    class NoFetchPremailer(Premailer):  # type: ignore[misc]
+        def _parse_css_string(self, css_body: str, validate: bool = True) -> object:
+            parser = CSSParser(fetcher=_refuse_fetch, validate=validate)
+            return parser.parseString(css_body)
+
+        def _load_external(self, url: str) -> str:
+            raise ValueError("external stylesheets are not loaded")
+
+    return NoFetchPremailer
+
+
+def _inline_css(html: str) -> tuple[str | None, str | None]:
     try:
-        return Premailer(
+        return _premailer_class()(
             html,
+            allow_loading_external_files=False,
+            cache_css_parsing=False,
             allow_network=False,
             remove_classes=False,
             keep_style_tags=True,
@@ -429,6 +475,13 @@ def _run(mjml: object, subject: object, preheader: object,
         # The compiler would read the named file from this server's disk into the email.
         _add(problems, "mjml", "<mj-include> is not allowed: a template must be self-contained")
         return problems, None
+    if imports_css(mjml):
+        # cssutils would fetch the URL (or read the file) while inlining: an SSRF from the
+        # brand editor. Compiling never reads anything but the template itself.
+        _add(problems, "mjml", _("CSS @import is not allowed: the server never loads "
+                                 "stylesheets from other addresses or files; write the CSS "
+                                 "in <mj-style> instead"))
+        return problems, None
     if any("\x00" in p for p in problems.values()) or any(
             "NUL" in p for p in problems.values()):
         return problems, None
@@ -536,6 +589,14 @@ def compile_plain(mjml: str) -> tuple[str, str]:
         raise TemplateError("The email could not be built.", {"mjml": "; ".join(errors)})
     html, _wrapped = wrap_html(html)
     return html, html_to_text(html)
+
+
+def compile_or_problems(mjml: object, subject: object, preheader: object,
+                        slots: object) -> tuple[dict[str, str], Compiled | None]:
+    """Compile a template; return (problems, compiled), compiled None unless problems is empty.
+
+    This checks the source only; `personalization.render.check_source` also renders it."""
+    return _run(mjml, subject, preheader, slots)
 
 
 def check_template(mjml: object, subject: object, preheader: object,

@@ -21,9 +21,27 @@ from typing import Any, NamedTuple
 from jinja2 import Template, nodes
 from markupsafe import Markup, escape
 
-from personalization.compile import compile_template, html_to_text
-from personalization.sandbox import MERGE_FIELDS, make_env, walk
-from personalization.slots import clean_slot_values, sanitize_richtext, validate_slot_schema
+from core.errors import RenderError, TemplateError
+from core.i18n import _
+from personalization.compile import Compiled, compile_or_problems, html_to_text
+from personalization.context import SAMPLE_PARTNER, sample_contact
+from personalization.sandbox import (
+    MAX_OUTPUT_CHARS,
+    MERGE_FIELDS,
+    analyze,
+    bounded,
+    charge,
+    make_env,
+    too_large_message,
+    walk,
+)
+from personalization.slots import (
+    HARD_MAX_LENGTH,
+    clean_slot_values,
+    sanitize_richtext,
+    validate_slot_schema,
+    value_problem,
+)
 
 VALUE_CHUNK = 200
 SEP = "\x00"  # separates holes; stripped from every expression output, refused in templates
@@ -36,9 +54,12 @@ _cache: dict[Any, tuple[str, _Frozen]] = {}
 
 
 def _fold(value: Any) -> Any:
-    """Finalize each output: drop NUL/bare CR, break long strings at whitespace (SMTP lines)."""
+    """Finalize each output: drop NUL/bare CR, break long strings at whitespace (SMTP lines).
+
+    Every printed value is charged to the render's budget (sandbox.bounded)."""
     if not isinstance(value, str):
         return value
+    charge(len(value))
     if SEP in value or "\r" in value:
         value = type(value)(value.replace(SEP, "").replace("\r\n", "\n").replace("\r", "\n"))
     if len(value) <= VALUE_CHUNK:
@@ -410,9 +431,42 @@ def _fill(part: _Part, chunks: tuple[str, ...], values: dict[str, Any], link: Ca
     return "".join(out)
 
 
+def _bounded(render: Callable[[], Rendered]) -> Rendered:
+    """Run `render` within the sandbox's bounds; any failure becomes a RenderError saying why
+    (a send fails with that reason, a preview answers 422), never another exception."""
+    try:
+        with bounded():
+            rendered = render()
+    except RenderError:
+        raise
+    except RecursionError as exc:  # a template published before expressions were bounded
+        raise RenderError(_("the template cannot be rendered: an expression is too deeply "
+                            "nested")) from exc
+    except Exception as exc:  # noqa: BLE001 - a value the template's filters cannot handle
+        raise RenderError(_("the template cannot be rendered: %(reason)s",
+                            reason=_reason(exc))) from exc
+    if len(rendered.html) + len(rendered.text) + len(rendered.subject) > MAX_OUTPUT_CHARS:
+        raise RenderError(too_large_message())
+    return rendered
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:300]
+
+
 def _render(frozen: _Frozen, slot_values: dict, contact: dict, partner: dict, sender: dict,
             brand: dict, link_url: Callable[[int, str], str] | None, unsubscribe_url: str,
             open_pixel_url: str | None, honeypot_url: str | None = None) -> Rendered:
+    return _bounded(lambda: _render_unbounded(
+        frozen, slot_values, contact, partner, sender, brand, link_url, unsubscribe_url,
+        open_pixel_url, honeypot_url))
+
+
+def _render_unbounded(frozen: _Frozen, slot_values: dict, contact: dict, partner: dict,
+                      sender: dict, brand: dict, link_url: Callable[[int, str], str] | None,
+                      unsubscribe_url: str, open_pixel_url: str | None,
+                      honeypot_url: str | None = None) -> Rendered:
     stage = _stage1(frozen, slot_values, partner, sender, brand)
     values = {"contact": _contact(contact), "unsubscribe_url": unsubscribe_url,
               "open_pixel": _pixel(open_pixel_url, honeypot_url)}
@@ -459,8 +513,15 @@ def render_message(version: Any, slot_values: dict, contact: dict, partner: dict
                    brand: dict, *, link_url: Callable[[int, str], str] | None = None,
                    unsubscribe_url: str = "#", open_pixel_url: str | None = None,
                    honeypot_url: str | None = None) -> Rendered:
-    """Render one recipient's message from a published version's frozen template."""
-    return _render(_frozen(version), slot_values or {}, contact, partner, sender, brand,
+    """Render one recipient's message from a published version's frozen template.
+
+    Raises RenderError (with the reason) when it cannot: never any other exception."""
+    try:
+        frozen = _frozen(version)
+    except RecursionError as exc:  # published before expressions were bounded
+        raise RenderError(_("the template cannot be rendered: an expression is too deeply "
+                            "nested")) from exc
+    return _render(frozen, slot_values or {}, contact, partner, sender, brand,
                    link_url, unsubscribe_url, open_pixel_url, honeypot_url)
 
 
@@ -474,8 +535,8 @@ def render_preview(version: Any, slot_values: dict, contact: dict, partner: dict
 def render_draft(mjml: str, subject: str, preheader: str, slots: list[dict], slot_values: dict,
                  contact: dict, partner: dict, sender: dict, brand: dict) -> Rendered:
     """Compile an unpublished draft on the fly and render it (raises TemplateError/SlotError)."""
-    compiled = compile_template(mjml, subject, preheader, slots)
-    normalized, _ = validate_slot_schema(slots)
+    compiled = compile_source(mjml, subject, preheader, slots)
+    normalized, _ignored = validate_slot_schema(slots)
     cleaned = clean_slot_values(normalized, slot_values or {})
     frozen = _build(compiled.html, compiled.text, subject, compiled.links, normalized)
     return _render(frozen, cleaned, contact, partner, sender, brand, None, "#", None)
@@ -487,6 +548,15 @@ def render_reference(version: Any, slot_values: dict, contact: dict, partner: di
                      unsubscribe_url: str = "#", open_pixel_url: str | None = None,
                      honeypot_url: str | None = None) -> Rendered:
     """Render with one plain sandboxed Jinja render per part (slow; the fast path's oracle)."""
+    return _bounded(lambda: _render_reference(version, slot_values, contact, partner, sender,
+                                              brand, link_url, unsubscribe_url, open_pixel_url,
+                                              honeypot_url))
+
+
+def _render_reference(version: Any, slot_values: dict, contact: dict, partner: dict,
+                      sender: dict, brand: dict, link_url: Callable[[int, str], str] | None,
+                      unsubscribe_url: str, open_pixel_url: str | None,
+                      honeypot_url: str | None) -> Rendered:
     slots = {s["name"]: s.get("default", "") or "" for s in version.slots or []}
     slots.update({k: v for k, v in (slot_values or {}).items() if k in slots})
     richtext = {s["name"] for s in version.slots or [] if s.get("type") == "richtext"}
@@ -511,3 +581,222 @@ def render_reference(version: Any, slot_values: dict, contact: dict, partner: di
         {**base, "slots": text_slots, "link": link})
     subject = TEXT_ENV.from_string(version.subject).render({**base, "slots": text_slots})
     return Rendered(" ".join(subject.split()), html, text)
+
+
+# ---------------------------------------------------------------- render checks at save
+
+SAMPLE_MERGE_LENGTH = 200  # a long contact/partner value, for the probes below
+_MAX_CHOICES_PROBED = 100
+
+
+class _AnyAttributes(dict):
+    """contact.attributes where every KEY has the same value (a probe's long value)."""
+
+    def __init__(self, value: str):
+        super().__init__()
+        self.value = value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.value
+
+
+def _extremes(slot: dict) -> list[tuple[str, str]]:
+    """Return (description, value): the type-valid extreme values of a slot."""
+    kind = slot["type"]
+    limit = min(slot.get("max_length") or HARD_MAX_LENGTH, HARD_MAX_LENGTH)
+    values: list[tuple[str, str]] = []
+    if not slot.get("required"):
+        values.append((_("empty"), ""))
+    if kind == "text":
+        values += [(_("%(n)s characters long", n=limit), "x" * limit),
+                   (_("a number of %(n)s digits", n=limit), "9" * limit),
+                   (_("a negative number"), "-" + "9" * (limit - 1) if limit > 1 else "-"),
+                   (_("zero"), "0")]
+    elif kind == "richtext":
+        if limit > 7:
+            values.append((_("%(n)s characters long", n=limit), "<p>" + "x" * (limit - 7) + "</p>"))
+    elif kind in ("url", "image"):
+        domains = slot.get("allowed_domains") or ["example.com"]
+        prefix = f"https://{domains[0]}/"
+        if limit > len(prefix):
+            values.append((_("%(n)s characters long", n=limit),
+                           prefix + "x" * (limit - len(prefix))))
+    elif kind == "choice":
+        values += [(repr(choice), choice) for choice in slot.get("choices", [])
+                   [:_MAX_CHOICES_PROBED]]
+    return [(d, v) for d, v in values if not value_problem(slot, v)]
+
+
+def _merge_inputs(long: bool) -> tuple[dict, dict, dict, dict]:
+    """Return (contact, partner, sender, brand) with every merge field empty or long."""
+    value = "9" * SAMPLE_MERGE_LENGTH if long else ""
+    groups = {group: dict.fromkeys(names, value) for group, names in MERGE_FIELDS.items()}
+    groups["contact"]["attributes"] = _AnyAttributes(value)
+    return groups["contact"], groups["partner"], groups["sender"], groups["brand"]
+
+
+def _contexts(slots: list[dict], values: dict[str, str], contact: dict, partner: dict,
+              sender: dict, brand: dict) -> tuple[dict, dict]:
+    """Return the (html, text) Jinja contexts one render sees."""
+    richtext = {s["name"] for s in slots if s["type"] == "richtext"}
+    plain = {s["name"]: values.get(s["name"], s.get("default", "") or "") for s in slots}
+    html_slots = {k: _richtext_markup(v) if k in richtext else v for k, v in plain.items()}
+    text_slots = {k: _richtext_text(v) if k in richtext else v for k, v in plain.items()}
+    base = {"contact": _contact(contact), "partner": _fields("partner", partner),
+            "sender": _fields("sender", sender), "brand": _fields("brand", brand),
+            "unsubscribe_url": "#"}
+    return {**base, "slots": html_slots}, {**base, "slots": text_slots}
+
+
+class _Probe(NamedTuple):
+    """Expressions of a template, joined into one template per rendering mode."""
+
+    exprs: list[str]
+    html: Template
+    text: Template
+
+
+def _probe(exprs: list[str]) -> _Probe:
+    joined = SEP.join("{{ " + e + " }}" for e in exprs)
+    return _Probe(exprs, HTML_ENV.from_string(joined), TEXT_ENV.from_string(joined))
+
+
+def _failure(probe: _Probe, html_ctx: dict, text_ctx: dict) -> tuple[str, str] | None:
+    """Render every expression of `probe`; return (expression, reason) of the first failure."""
+    def attempt(templates: list[tuple[Template, dict]]) -> str | None:
+        try:
+            with bounded():
+                for template, ctx in templates:
+                    template.render(ctx)
+        except RecursionError:
+            return _("an expression is too deeply nested")
+        except Exception as exc:  # noqa: BLE001 - the failure is what is reported
+            return _reason(exc)
+        return None
+
+    reason = attempt([(probe.html, html_ctx), (probe.text, text_ctx)])
+    if reason is None:
+        return None
+    for expr in probe.exprs:
+        one = _probe([expr])
+        own = attempt([(one.html, html_ctx), (one.text, text_ctx)])
+        if own is not None:
+            return expr, own
+    return "", reason
+
+
+def _expressions(sources: dict[str, str]) -> list[tuple[str, str, frozenset[str], bool]]:
+    """Return (where, expression, slots used, uses merge fields) for each distinct one."""
+    found: dict[tuple[str, str], tuple[str, str, frozenset[str], bool]] = {}
+    for where, source in sources.items():
+        analysis = analyze(source)
+        for index, (kind, text) in enumerate(analysis.pieces):
+            if kind != "expr" or (where, text) in found:
+                continue
+            node = TEXT_ENV.parse("{{ " + text + " }}").body[0].nodes[0]
+            names = {n.name for n in walk(node, nodes.Name)}
+            found[(where, text)] = (where, text, frozenset(analysis.expr_slots.get(index, ())),
+                                    bool(names & set(MERGE_FIELDS)))
+    return list(found.values())
+
+
+def render_problems(compiled: Compiled, mjml: str, subject: str, preheader: str,
+                    slots: list[dict]) -> dict[str, str]:
+    """Render a compiled template the ways it will be sent; return what cannot render.
+
+    Every expression renders with the slots' defaults, with each slot at each of its
+    type-valid extreme values (empty where optional, at its maximum length, numbers, each
+    choice), and with every merge field empty and long; the whole message then renders with
+    the defaults and with every slot at its longest, within the sandbox's bounds. A failure is
+    reported against the slot whose value broke it (`slots.NAME`) or where the expression is.
+    """
+    problems: dict[str, str] = {}
+    by_name = {s["name"]: s for s in slots}
+    exprs = _expressions({"mjml": mjml, "subject": subject, "preheader": preheader})
+    sample = (sample_contact(), dict(SAMPLE_PARTNER), {"name": "Sample", "reply_to": ""},
+              {"name": "Brand", "from_email": ""})
+
+    probes: dict[tuple[str, ...], _Probe] = {}
+
+    def report(key: str, message: str) -> None:
+        if key not in problems:
+            problems[key] = message
+
+    def run(selected: list[tuple[str, str, frozenset[str], bool]], values: dict[str, str],
+            inputs: tuple[dict, dict, dict, dict], key_for: Callable[[tuple], str],
+            describe: str) -> None:
+        if not selected:
+            return
+        key = tuple(e[1] for e in selected)
+        probe = probes.get(key)
+        if probe is None:
+            probe = probes[key] = _probe(list(key))
+        failed = _failure(probe, *_contexts(slots, values, *inputs))
+        if failed is None:
+            return
+        expr, reason = failed
+        entry = next((e for e in selected if e[1] == expr), selected[0])
+        shown = "{{ " + expr[:80] + " }}" if expr else _("the template")
+        report(key_for(entry), _("%(expr)s cannot be rendered when %(case)s: %(reason)s",
+                                 expr=shown, case=describe, reason=reason))
+
+    def slot_key(name: str) -> Callable[[tuple], str]:
+        return lambda _entry: f"slots.{name}"
+
+    def where_key(entry: tuple) -> str:
+        return f"slots.{sorted(entry[2])[0]}" if entry[2] else entry[0]
+
+    run(exprs, {}, sample, where_key, _("every slot has its default value"))
+    for name, slot in by_name.items():
+        users = [e for e in exprs if name in e[2]]
+        for describe, value in _extremes(slot):
+            if f"slots.{name}" in problems:
+                break
+            run(users, {name: value}, sample, slot_key(name),
+                _("%(slot)s is %(value)s", slot=slot.get("label") or name, value=describe))
+    merged = [e for e in exprs if e[3]]
+    run(merged, {}, _merge_inputs(False), where_key, _("merge fields are empty"))
+    run(merged, {}, _merge_inputs(True), where_key,
+        _("merge fields are %(n)s characters long", n=SAMPLE_MERGE_LENGTH))
+    if problems:
+        return problems
+
+    frozen = _build(compiled.html, compiled.text, subject, compiled.links, slots)
+    longest = {name: max((v for _d, v in _extremes(slot)), key=len, default=slot["default"])
+               for name, slot in by_name.items()}
+    for values, inputs, describe in (
+            ({}, sample, _("every slot has its default value")),
+            (longest, _merge_inputs(True), _("every slot and merge field is at its longest"))):
+        try:
+            _render(frozen, values, *inputs, None, "#", None)
+        except RenderError as exc:
+            report("mjml", _("the message cannot be rendered when %(case)s: %(reason)s",
+                             case=describe, reason=exc.message))
+            break
+    return problems
+
+
+def check_source(mjml: object, subject: object, preheader: object,
+                 slots: object) -> dict[str, str]:
+    """Return every problem of a template, including what would fail when it renders."""
+    return _checked(mjml, subject, preheader, slots)[0]
+
+
+def compile_source(mjml: object, subject: object, preheader: object,
+                   slots: object) -> Compiled:
+    """Compile a template for publishing, refusing (TemplateError) what cannot render."""
+    problems, compiled = _checked(mjml, subject, preheader, slots)
+    if problems or compiled is None:
+        raise TemplateError("The template is invalid.", problems or {"mjml": "did not compile"})
+    return compiled
+
+
+def _checked(mjml: object, subject: object, preheader: object,
+             slots: object) -> tuple[dict[str, str], Compiled | None]:
+    problems, compiled = compile_or_problems(mjml, subject, preheader, slots)
+    if problems or compiled is None:
+        return problems, None
+    assert isinstance(mjml, str) and isinstance(subject, str)
+    normalized, _ignored = validate_slot_schema(slots)
+    problems = render_problems(compiled, mjml, subject, preheader or "", normalized)
+    return problems, None if problems else compiled

@@ -29,16 +29,30 @@ RICHTEXT_SCHEMES = {"http", "https", "mailto"}
 _HREF = re.compile(r'href="([^"]*)"')
 
 
-def sanitize_richtext(value: str) -> str:
-    """Return `value` reduced to the richtext allow-list (links get rel=noopener noreferrer)."""
+_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _keep_absolute(element: str, attribute: str, value: str) -> str | None:
+    """nh3 attribute filter: an href with a scheme stays only if absolute (`https:host` has
+    one but no `//`: a browser may resolve it against the page). Relative ones are left to
+    `url_relative`."""
+    if (element == "a" and attribute == "href" and _SCHEME.match(value)
+            and not value.strip().lower().startswith("mailto:") and not _absolute(value.strip())):
+        return None
+    return value
+
+
+def _clean(value: str, url_relative: Any) -> str:
     return nh3.clean(
         value,
         tags=RICHTEXT_TAGS,
         clean_content_tags={"script", "style"},
         attributes=RICHTEXT_ATTRIBUTES,
+        attribute_filter=_keep_absolute if url_relative != "pass_through" else None,
         url_schemes=RICHTEXT_SCHEMES,
         link_rel="noopener noreferrer",
         strip_comments=True,
+        url_relative=url_relative,
     )
 
 
@@ -80,6 +94,47 @@ def removed_markup(value: str) -> list[tuple[str, str, int]]:
     parser.feed(value)
     parser.close()
     return [(kind, name, count) for (kind, name), count in parser.found.items()]
+
+
+def sanitize_richtext(value: str, allowed_domains: list[str] | None = None) -> str:
+    """Return `value` reduced to the richtext allow-list (links get rel=noopener noreferrer).
+
+    Links keep only absolute http(s) and mailto targets: a relative href would resolve against
+    whatever page shows the mail (a webmail's own site), a protocol-relative one (`//host`)
+    to any host. `//host` on one of `allowed_domains` becomes `https://host`.
+    """
+    def relative(url: str) -> str | None:
+        if allowed_domains and url.startswith("//") and _absolute(f"https:{url}"):
+            host = urlsplit(f"https:{url}").hostname or ""
+            if _host_allowed(host, allowed_domains):
+                return f"https:{url}"
+        return None
+
+    return _clean(value, relative)
+
+
+_ABSOLUTE = re.compile(r"https?://[^/?#\\\s]", re.IGNORECASE)
+
+
+def _absolute(url: str) -> bool:
+    return _ABSOLUTE.match(url) is not None and url_problem(url, None) is None
+
+
+def _richtext_link_problem(value: str, allowed_domains: list[str]) -> str | None:
+    """Return why a link in rich text is refused, or None (checked before sanitizing)."""
+    for href in _HREF.findall(_clean(value, "pass_through")):
+        target = html.unescape(href).strip()
+        if target.lower().startswith("mailto:"):
+            continue
+        if target.startswith("//") and allowed_domains:
+            target = f"https:{target}"  # allowed when its host is; https once sanitized
+        elif not _ABSOLUTE.match(target):
+            return ("links must be complete web addresses starting with https:// or http:// "
+                    f"({target[:60]!r} is not)")
+        problem = url_problem(target, allowed_domains)
+        if problem:
+            return f"links {problem}"
+    return None
 
 
 def _host_allowed(host: str, allowed_domains: list[str]) -> bool:
@@ -124,15 +179,15 @@ def _value_problem(slot: dict, value: str) -> str | None:
         return url_problem(value, slot.get("allowed_domains") or [])
     if kind == "choice" and value not in slot.get("choices", []):
         return "must be one of: " + ", ".join(slot.get("choices", []))
-    if kind == "richtext" and value and slot.get("allowed_domains"):
-        # Links inside rich text obey the brand's domain rule just as url slots do.
-        for href in _HREF.findall(sanitize_richtext(value)):
-            target = html.unescape(href)
-            if not target.lower().startswith("mailto:"):
-                problem = url_problem(target, slot["allowed_domains"])
-                if problem:
-                    return f"links {problem}"
+    if kind == "richtext" and value:
+        # Links inside rich text are absolute and obey the brand's domain rule as url slots do.
+        return _richtext_link_problem(value, slot.get("allowed_domains") or [])
     return None
+
+
+def value_problem(slot: dict, value: str) -> str | None:
+    """Return the problem with one (string) value for a normalized `slot`, or None."""
+    return _value_problem(slot, value)
 
 
 def validate_slot_schema(slots: Any) -> tuple[list[dict], dict[str, str]]:
@@ -219,7 +274,7 @@ def validate_slot_schema(slots: Any) -> tuple[list[dict], dict[str, str]]:
             if problem:
                 problems[f"{key}.default"] = "default " + problem
             elif kind == "richtext" and default:
-                default = sanitize_richtext(default)
+                default = sanitize_richtext(default, slot.get("allowed_domains"))
         if kind == "choice" and not default and slot.get("choices") and (
             f"{key}.default" not in problems
         ):
@@ -256,7 +311,7 @@ def clean_slot_values(slots: list[dict], values: Any) -> dict[str, str]:
             problems[name] = "is required"
             continue
         if slot["type"] == "richtext" and value:
-            value = sanitize_richtext(value)
+            value = sanitize_richtext(value, slot.get("allowed_domains"))
         cleaned[name] = value
     if problems:
         raise SlotError("Some slot values are invalid.", problems)

@@ -159,7 +159,8 @@ def test_erasing_a_suppressed_contact_keeps_only_a_hash_and_a_reimport_stays_sup
                                                       "reply_to": "pat@partner.example"}})
     excluded = members.add_members(db.session.get(type(campaign), draft.get_json()["id"]),
                                    [contact.id])["excluded"]
-    assert excluded == [{"contact_id": contact.id, "reason": "unsubscribed"}]
+    assert excluded == [{"contact_id": contact.id, "reason": "unsubscribed",
+                         "label": "Unsubscribed"}]
     queued = Send(campaign_id=campaign.id, step_index=0, contact_id=contact.id,
                   partner_id=campaign.partner_id, journey_id=campaign.journey_id,
                   template_version_id=kept.template_version_id, email=contact.email,

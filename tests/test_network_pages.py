@@ -172,3 +172,17 @@ def test_people_page_shows_pending_accepted_and_expired_invitations(app, make_ap
     assert "Expired" in rows["old@example.com"] and "Resend" in rows["old@example.com"]
     assert "Accepted" in rows["joined@example.com"]
     assert "Resend" not in rows["joined@example.com"]
+
+
+def test_import_and_the_form_refuse_partner_names_that_look_like_addresses(app, mailbox):
+    from campaigns import network
+
+    [row] = network.plan_partner_import(
+        b"partner name,tier,region,admin email\nBank <help@bank.example>,gold,west,a@b.example\n")
+    assert not row.ok and "sender name" in row.problems[0]
+    client = _admin(app)
+    page = client.get("/brand/partners").get_data(as_text=True)
+    refused = client.post("/brand/partners", data={
+        "csrf_token": _csrf(page), "name": "help@bank.example", "tier": "gold",
+        "region": "west", "admin_email": ""})
+    assert refused.status_code == 422 and db.session.query(Partner).count() == 0

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.errors import SlotError
-from personalization.slots import HARD_MAX_LENGTH, clean_slot_values, validate_slot_schema
+from personalization.slots import (
+    HARD_MAX_LENGTH,
+    clean_slot_values,
+    sanitize_richtext,
+    validate_slot_schema,
+)
 
 SLOTS = [
     {"name": "title", "type": "text", "label": "Title", "default": "Hello", "max_length": 20},
@@ -130,3 +135,91 @@ def test_richtext_links_obey_allowed_domains():
     with pytest.raises(SlotError) as err:
         clean_slot_values(slots, {"body": '<p><a href="https://evil.example/">x</a></p>'})
     assert "brand.example" in err.value.fields["body"]
+
+
+RELATIVE_HREFS = ["//evil.example/login", " //evil.example", "/account", "login.html", "#top",
+                  "?next=1", "\\\\evil.example", "/\t/evil.example", "https:evil.example",
+                  "http:/evil.example"]
+
+
+@pytest.mark.parametrize("href", RELATIVE_HREFS)
+def test_richtext_relative_and_protocol_relative_links_are_refused(href):
+    # A relative href resolves against whatever page shows the mail (a webmail's own site),
+    # a protocol-relative one to any host: neither is a link the brand can vouch for.
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"body": f'<p><a href="{href}">x</a></p>', "sign": "J"})
+    assert set(err.value.fields) == {"body"}
+    assert err.value.fields["body"].startswith(
+        "links must be complete web addresses starting with https:// or http://")
+
+
+def test_richtext_protocol_relative_link_to_an_allowed_domain_becomes_https():
+    slots, _problems = validate_slot_schema([
+        {"name": "body", "type": "richtext", "label": "Body", "default": "",
+         "allowed_domains": ["brand.example"]}])
+    cleaned = clean_slot_values(slots, {"body": '<p><a href="//www.brand.example/a">x</a></p>'})
+    assert cleaned["body"] == ('<p><a href="https://www.brand.example/a" '
+                               'rel="noopener noreferrer">x</a></p>')
+    for bad in ("//evil.example/", "//brand.example.evil.net/", "/relative"):
+        with pytest.raises(SlotError):
+            clean_slot_values(slots, {"body": f'<p><a href="{bad}">x</a></p>'})
+
+
+def test_richtext_defaults_follow_the_same_rule():
+    _slots, problems = validate_slot_schema([
+        {"name": "body", "type": "richtext", "label": "Body",
+         "default": '<p><a href="//evil.example">x</a></p>'}])
+    assert problems["slots.body.default"].startswith("default links must be complete web")
+
+
+@pytest.mark.parametrize("href", RELATIVE_HREFS)
+def test_a_stored_relative_link_is_dropped_when_rendered(href):
+    # A value saved before this rule keeps its text, loses the link.
+    assert sanitize_richtext(f'<p><a href="{href}">x</a></p>') == (
+        '<p><a rel="noopener noreferrer">x</a></p>')
+
+
+def test_a_value_of_exactly_the_limit_passes_and_one_more_fails():
+    slots = schema()
+    assert clean_slot_values(slots, {"title": "x" * 20, "sign": "J"})["title"] == "x" * 20
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(slots, {"title": "x" * 21, "sign": "J"})
+    assert err.value.fields == {"title": "must be at most 20 characters"}
+
+
+@pytest.mark.parametrize("brk", ["\r", "\n"])
+def test_a_lone_cr_or_lf_breaks_a_single_line_slot(brk):
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"tone": f"warm{brk}", "sign": "J"})
+    assert err.value.fields == {"tone": "must be a single line"}
+    with pytest.raises(SlotError) as err:
+        clean_slot_values(schema(), {"cta": f"https://acme.com/{brk}x", "sign": "J"})
+    assert err.value.fields == {"cta": "must be a single line"}
+
+
+def test_schema_limits_are_exact():
+    many = [{"name": f"s{i}", "type": "text"} for i in range(50)]
+    assert validate_slot_schema(many)[1] == {}
+    assert validate_slot_schema([*many, {"name": "s50", "type": "text"}])[1]["slots"] == (
+        "at most 50 slots")
+    label = {"name": "a", "type": "text", "label": "l" * 200}
+    assert validate_slot_schema([label])[1] == {}
+    assert validate_slot_schema([{**label, "label": "l" * 201}])[1] == {
+        "slots.a.label": "must be a string of at most 200 characters"}
+    for ok in (1, HARD_MAX_LENGTH):
+        normalized, problems = validate_slot_schema([{"name": "a", "max_length": ok}])
+        assert problems == {} and normalized[0]["max_length"] == ok
+    for bad in (0, HARD_MAX_LENGTH + 1, True, "5"):
+        assert validate_slot_schema([{"name": "a", "max_length": bad}])[1] == {
+            "slots.a.max_length": f"must be an integer from 1 to {HARD_MAX_LENGTH}"}
+
+
+def test_an_invalid_required_flag_is_reported_and_read_as_false():
+    normalized, problems = validate_slot_schema([{"name": "a", "required": "yes"}])
+    assert problems == {"slots.a.required": "must be true or false"}
+    assert normalized[0]["required"] is False
+
+
+def test_richtext_comments_are_stripped():
+    cleaned = clean_slot_values(schema(), {"body": "<p>a<!-- hidden -->b</p>", "sign": "J"})
+    assert cleaned["body"] == "<p>ab</p>"

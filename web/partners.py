@@ -11,7 +11,7 @@ from campaigns import activation, network
 from core import clock
 from core.errors import DomainError, ValidationError
 from core.i18n import _, ngettext
-from core.validate import Fields
+from core.validate import Fields, sender_name_problem
 from web.base import bp, me
 
 PER_PAGE = 50
@@ -62,6 +62,9 @@ def _clean_partner(form: dict) -> dict:
     out = {"name": f.text("name", required=True, max_length=200),
            "tier": f.text("tier", required=True, max_length=50),
            "region": f.text("region", required=True, max_length=50)}
+    # The account name is the sender name of last resort (Partner.default_sender_name).
+    if out["name"] and "name" not in f.problems and sender_name_problem(out["name"]):
+        f.problems["name"] = str(sender_name_problem(out["name"]))
     f.check(_("The partner is not complete."))
     return out
 

@@ -156,3 +156,13 @@ def snap(page, name: str) -> None:
         violations = accessibility_violations(page)
         assert not violations, f"{name} at {width}px: " + "; ".join(violations)
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def scripts_ready(page) -> None:
+    """Wait until the page's deferred scripts have run (they run before DOMContentLoaded).
+
+    After a navigation started by a click, Playwright acts as soon as an element is there,
+    which on a loaded machine can be before app.js has wired the as-you-type checks: typing
+    then sends nothing. Call this before typing into a field whose script reaction is awaited.
+    """
+    page.wait_for_load_state("domcontentloaded")

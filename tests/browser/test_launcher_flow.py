@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from campaigns import contacts as contacts_service
 from core import clock
-from tests.browser.conftest import snap, user_with_password
+from tests.browser.conftest import scripts_ready, snap, user_with_password
 from tests.builders import make_contact, make_journey, make_partner
 from tests.test_pipeline_support import configured, drain
 
@@ -104,6 +104,7 @@ def test_showroom_to_a_scheduled_send_to_a_filtered_audience(app, people, tmp_pa
         expect(page.locator('.launch-steps li[aria-current="step"]')).to_contain_text(
             "Personalize")
         headline = page.locator("input[name=v-0-headline]")
+        scripts_ready(page)
         with page.expect_response(lambda r: r.url.endswith("/validate") and r.ok,
                                   timeout=60_000):
             headline.fill("x" * 81)
@@ -195,6 +196,8 @@ def test_leaving_at_personalize_and_coming_back_keeps_what_was_entered(app, peop
     page.click("button:text('Next: Audience')")
     page.locator("input[name=contact_ids]").nth(1).check()
     page.click("button:text('Next: Personalize')")
+    expect(page.locator('.launch-steps li[aria-current="step"]')).to_contain_text("Personalize")
+    scripts_ready(page)
     with page.expect_response(lambda r: r.url.endswith("/launch/preview") and r.ok,
                               timeout=60_000):
         page.fill("input[name=v-0-headline]", "Autumn news")

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
 from accounts import profile as profiles
-from tests.browser.conftest import ARTIFACTS, WIDTHS, snap, user_with_password
+from tests.browser.conftest import ARTIFACTS, WIDTHS, scripts_ready, snap, user_with_password
 from tests.builders import make_campaign, make_journey, make_partner
 from tests.profile_helpers import publish_starter
 
@@ -59,6 +59,7 @@ def test_partner_fills_in_the_profile_and_sees_it_in_the_next_campaign_preview(a
     expect(page.locator("h1")).to_have_text("Your profile")
     expect(page.locator(".image-box.photo")).to_contain_text("No photo yet")
     snap(page, "profile-empty")
+    scripts_ready(page)
 
     with page.expect_response(lambda r: r.url.endswith("/partner/profile/preview") and r.ok,
                               timeout=60_000):
