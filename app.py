@@ -17,6 +17,7 @@ from accounts import auth
 from accounts import cli as accounts_cli
 from accounts import routes as accounts_routes
 from campaigns import cli as campaigns_cli
+from campaigns import network_routes
 from campaigns import routes as campaigns_routes
 from campaigns.erasure import ERASURE_EXTENSION
 from campaigns.ledger import ENGAGEMENT_EXTENSION
@@ -40,6 +41,7 @@ BLUEPRINTS = (
     accounts_routes.bp,
     journeys_routes.bp,
     campaigns_routes.bp,
+    network_routes.bp,
     tracking_routes.bp,
     web_routes.bp,
     apidoc.bp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from accounts import media, profile, services
+from accounts import invitations, media, profile, services
 from accounts.auth import ANY, BRAND, current_user, manageable_user, partner_scope, require_roles
 from core.errors import BadRequest, NotFound, ValidationError
 from core.i18n import _
@@ -16,7 +16,9 @@ bp = Blueprint("accounts", __name__)
 def partner_json(p) -> dict:
     return {"id": p.id, "name": p.name, "tier": p.tier, "region": p.region,
             "logo_url": p.logo_url, "address": p.address, "phone": p.phone,
-            "website": p.website, "created_at": p.created_at.isoformat()}
+            "website": p.website, "created_at": p.created_at.isoformat(),
+            "active": p.active,
+            "deactivated_at": p.deactivated_at.isoformat() if p.deactivated_at else None}
 
 
 def _partner_fields(data: dict, *, partial: bool) -> dict:
@@ -76,6 +78,15 @@ def disable_user(user_id: int):
     return jsonify(services.disable_user(manageable_user(user_id), current_user()).to_dict())
 
 
+@bp.patch("/api/users/<int:user_id>")
+@require_roles(*USER_ADMINS)
+def change_user_role(user_id: int):
+    actor = current_user()
+    user = services.change_role(manageable_user(user_id), json_body().get("role"),
+                                invitations.grantable_roles(actor), actor)
+    return jsonify(user.to_dict())
+
+
 @bp.post("/api/users/<int:user_id>/enable")
 @require_roles(*USER_ADMINS)
 def enable_user(user_id: int):
@@ -93,7 +104,11 @@ def create_partner():
 @require_roles("brand_admin")
 def list_partners():
     page, per_page = page_args()
-    rows, total = services.list_partners(page, per_page)
+    state = request.args.get("state", "")
+    rows, total = services.list_partners(
+        page, per_page, q=request.args.get("q", "")[:200],
+        tier=request.args.get("tier", "")[:50], region=request.args.get("region", "")[:50],
+        active={"active": True, "inactive": False}.get(state))
     return jsonify({"items": [partner_json(p) for p in rows], "page": page,
                     "per_page": per_page, "total": total})
 
@@ -109,6 +124,18 @@ def get_partner(partner_id: int):
 def update_partner(partner_id: int):
     fields = _partner_fields(json_body(), partial=True)
     return jsonify(partner_json(services.update_partner(partner_id, **fields)))
+
+
+@bp.post("/api/partners/<int:partner_id>/deactivate")
+@require_roles("brand_admin")
+def deactivate_partner(partner_id: int):
+    return jsonify(partner_json(services.set_partner_active(partner_id, False)))
+
+
+@bp.post("/api/partners/<int:partner_id>/reactivate")
+@require_roles("brand_admin")
+def reactivate_partner(partner_id: int):
+    return jsonify(partner_json(services.set_partner_active(partner_id, True)))
 
 
 # --- the partner profile (accounts/profile.py) and its images (accounts/media.py) -----------

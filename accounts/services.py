@@ -9,9 +9,10 @@ from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.models import PARTNER_ROLES, ROLES, ApiToken, Partner, User
+from accounts.passwords import check_password
 from core import clock
 from core.db import db
-from core.errors import AccountDisabled, NotFound, StateError, ValidationError
+from core.errors import AccountDisabled, Forbidden, NotFound, StateError, ValidationError
 from core.i18n import _
 
 PARTNER_FIELDS = ("name", "tier", "region", "logo_url", "address", "phone", "website")
@@ -48,13 +49,53 @@ def get_partner(partner_id: int) -> Partner:
     return partner
 
 
-def list_partners(page: int = 1, per_page: int = 50) -> tuple[list[Partner], int]:
-    """Return one page of partners and the total count."""
-    total = db.session.scalar(select(db.func.count()).select_from(Partner)) or 0
+def list_partners(page: int = 1, per_page: int = 50, *, q: str = "", tier: str = "",
+                  region: str = "", active: bool | None = None,
+                  ids: list[int] | None = None) -> tuple[list[Partner], int]:
+    """Return one page of partners (name containing `q`, of a tier, region, state or among
+    `ids`) and the total count."""
+    query = select(Partner)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(Partner.name.ilike(pattern, escape="\\"))
+    if tier:
+        query = query.where(Partner.tier == tier)
+    if region:
+        query = query.where(Partner.region == region)
+    if active is not None:
+        query = query.where(Partner.deactivated_at.is_(None) if active
+                            else Partner.deactivated_at.is_not(None))
+    if ids is not None:
+        query = query.where(Partner.id.in_(ids))
+    total = db.session.scalar(select(db.func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(
-        select(Partner).order_by(Partner.id).limit(per_page).offset((page - 1) * per_page)
+        query.order_by(Partner.name, Partner.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return list(rows), total
+
+
+def partner_choices() -> dict[str, list[str]]:
+    """Return the tiers and regions partners use today (free text until they are managed)."""
+    return {
+        "tier": list(db.session.scalars(select(Partner.tier).distinct().order_by(Partner.tier))),
+        "region": list(db.session.scalars(select(Partner.region).distinct()
+                                          .order_by(Partner.region))),
+    }
+
+
+def set_partner_active(partner_id: int, active: bool) -> Partner:
+    """Deactivate a partner (its users cannot sign in, none of its mail leaves; its data stays)
+    or reactivate it. Deactivating ends its users' sessions and API tokens at once."""
+    partner = get_partner(partner_id)
+    if active:
+        partner.deactivated_at = None
+    elif partner.deactivated_at is None:
+        partner.deactivated_at = clock.now()
+        for user in db.session.scalars(select(User).where(User.partner_id == partner.id)):
+            _end_sessions(user)
+            _revoke_tokens(user)
+    db.session.commit()
+    return partner
 
 
 def create_user(email: str, role: str, partner_id: int | None = None, *, name: str = "",
@@ -105,7 +146,12 @@ def _add_token(user: User) -> str:
 def user_for_token(token: str) -> User | None:
     """Return the active user an API token belongs to, or None."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    return row.user if row is not None and not row.user.disabled else None
+    return row.user if row is not None and _may_act(row.user) else None
+
+
+def _may_act(user: User) -> bool:
+    """Tell whether a user may use the app: enabled, and of an active partner (or the brand)."""
+    return not user.disabled and (user.partner is None or user.partner.active)
 
 
 def user_for_session(user_id: object, version: object) -> User | None:
@@ -117,7 +163,7 @@ def user_for_session(user_id: object, version: object) -> User | None:
     if not isinstance(user_id, int) or not isinstance(version, int):
         return None  # also every session issued before session versions existed
     user = db.session.get(User, user_id)
-    if user is None or user.disabled or user.session_version != version:
+    if user is None or not _may_act(user) or user.session_version != version:
         return None
     return user
 
@@ -133,6 +179,9 @@ def authenticate(email: str, password: str) -> User | None:
         if user.disabled:
             raise AccountDisabled(_("This account is disabled. Ask your administrator to "
                                     "enable it again."))
+        if user.partner is not None and not user.partner.active:
+            raise AccountDisabled(_("Your organisation's account is paused. Ask the brand to "
+                                    "reactivate it."))
         return user
     # Spend comparable time on unknown emails so timing does not reveal which exist.
     check_password_hash(_DUMMY_HASH, password)
@@ -140,9 +189,6 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 # --- sessions that end: logout, password change, disabling -------------------------------
-
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 1000
 
 
 def _end_sessions(user: User) -> None:
@@ -174,12 +220,7 @@ def change_password(user: User, current: object, new: object) -> str:
 
 def set_password(user: User, new: object) -> str:
     """Set a new password, end every session and API token, and return one fresh token."""
-    if not isinstance(new, str) or len(new) < MIN_PASSWORD_LENGTH:
-        message = _("Use at least %(n)s characters.", n=MIN_PASSWORD_LENGTH)
-        raise ValidationError(_("The new password is too short."), {"new_password": message})
-    if len(new) > MAX_PASSWORD_LENGTH:
-        message = _("Use at most %(n)s characters.", n=MAX_PASSWORD_LENGTH)
-        raise ValidationError(_("The new password is too long."), {"new_password": message})
+    check_password(new)
     user.password_hash = generate_password_hash(new)
     _end_sessions(user)
     _revoke_tokens(user)
@@ -207,6 +248,24 @@ def enable_user(user: User) -> User:
     return user
 
 
+def change_role(user: User, role: object, allowed: tuple[str, ...], by: User) -> User:
+    """Give `user` another role of the same kind (brand or partner) among `allowed`."""
+    if not isinstance(role, str) or role not in ROLES:
+        message = _("Choose a role.")
+        raise ValidationError(message, {"role": message})
+    if role not in allowed:
+        raise Forbidden(_("You may not give this role."))
+    if (role in PARTNER_ROLES) != (user.role in PARTNER_ROLES):
+        message = _("A partner's user keeps a partner role and a brand user a brand role; "
+                    "invite the person again for the other kind.")
+        raise ValidationError(message, {"role": message})
+    if by.id == user.id and role != user.role:
+        raise StateError(_("You cannot change your own role."))
+    user.role = role  # read on every request: it applies at once
+    db.session.commit()
+    return user
+
+
 def get_user(user_id: int) -> User:
     """Return a user or raise NotFound."""
     user = db.session.get(User, user_id)
@@ -215,12 +274,14 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def list_users(partner_id: int | None, page: int = 1,
-               per_page: int = 50) -> tuple[list[User], int]:
-    """Return one page of users (of one partner, or all with None) and the total count."""
+def list_users(partner_id: int | None, page: int = 1, per_page: int = 50, *,
+               brand_only: bool = False) -> tuple[list[User], int]:
+    """Return one page of users (of one partner, of the brand, or all) and the total count."""
     query = select(User)
     if partner_id is not None:
         query = query.where(User.partner_id == partner_id)
+    elif brand_only:
+        query = query.where(User.partner_id.is_(None))
     total = db.session.scalar(select(db.func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(
         query.order_by(User.id).limit(per_page).offset((page - 1) * per_page)).all()

@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy import Connection, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from accounts.models import Partner
 from campaigns import schedule, sharing
 from campaigns.digest import EmailDigest
 from campaigns.models import Campaign, CampaignMember, Contact, Send, Suppression
@@ -345,6 +346,10 @@ def _running_campaign() -> object:
     return exists().where(Campaign.id == Send.campaign_id, Campaign.status == "running")
 
 
+def _active_partner() -> object:
+    return ~exists().where(Partner.id == Send.partner_id, Partner.deactivated_at.is_not(None))
+
+
 def reap_expired_leases() -> int:
     """Turn claims whose lease expired (their worker died) into due retries; return count."""
     now = clock.now()
@@ -388,6 +393,7 @@ def take_due_ids(limit: int, enqueue_seconds: float = DEFAULT_ENQUEUE_SECONDS) -
             Send.due_at <= now,
             or_(Send.lease_expires_at.is_(None), Send.lease_expires_at <= now),
             _running_campaign(),
+            _active_partner(),
         )
         .order_by(Send.due_at, Send.id)
         .limit(limit)
@@ -447,7 +453,8 @@ def claim_batch(
              Send.due_at <= now),
         and_(Send.status == "claimed", Send.lease_expires_at <= now),
     )
-    pick = select(Send.id).where(claimable, _running_campaign())
+    # An inactive partner's sends stay where they are, unclaimed, until it is reactivated.
+    pick = select(Send.id).where(claimable, _running_campaign(), _active_partner())
     if send_ids is not None:
         if not send_ids:
             return []

@@ -62,6 +62,12 @@ class RateLimited(DomainError):
     status, code = 429, "rate_limited"
 
 
+class LinkRefused(DomainError):
+    """An emailed link (invitation, password reset) that is tampered, used, revoked or expired."""
+
+    status, code = 410, "link_refused"
+
+
 class DeliveryFailed(DomainError):
     """The mail server (or provider) did not take a message sent while the caller waits."""
 

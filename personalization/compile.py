@@ -575,6 +575,22 @@ def _run(mjml: object, subject: object, preheader: object,
     return problems, Compiled(html=final_html, text=final_text, links=links)
 
 
+def compile_plain(mjml: str) -> tuple[str, str]:
+    """Compile finished MJML (no template expressions) to inlined HTML and its plain text.
+
+    For the product's own untracked emails (personalization.account_mail); raises
+    TemplateError if the MJML does not compile.
+    """
+    html, errors = _mjml_to_html(mjml)
+    if html is not None:
+        html, error = _inline_css(html)
+        errors = [error] if html is None and error else errors
+    if html is None:
+        raise TemplateError("The email could not be built.", {"mjml": "; ".join(errors)})
+    html, _wrapped = wrap_html(html)
+    return html, html_to_text(html)
+
+
 def compile_or_problems(mjml: object, subject: object, preheader: object,
                         slots: object) -> tuple[dict[str, str], Compiled | None]:
     """Compile a template; return (problems, compiled), compiled None unless problems is empty.

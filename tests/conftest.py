@@ -138,3 +138,15 @@ class Api:
 def make_api(client):
     """Return a factory: make_api(token) -> Api."""
     return lambda token: Api(client, token)
+
+
+@pytest.fixture
+def mailbox(app, tmp_path):
+    """A fresh outbox for this test (tests/network_helpers.py reads it); yields its folder."""
+    folder = tmp_path / "outbox"
+    saved = {k: app.config.get(k) for k in ("OUTBOX_DIR", "DELIVERY_BACKEND")}
+    app.config.update(OUTBOX_DIR=str(folder), DELIVERY_BACKEND="outbox")
+    try:
+        yield folder
+    finally:
+        app.config.update(saved)

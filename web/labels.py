@@ -96,6 +96,41 @@ FIELD_LABELS = {
     "slot_values": lazy_gettext("Your texts"),
 }
 
+ROLE_NAME = {
+    "brand_admin": lazy_gettext("brand administrator"),
+    "brand_marketer": lazy_gettext("brand marketer"),
+    "partner_admin": lazy_gettext("partner administrator"),
+    "partner_user": lazy_gettext("partner user"),
+}
+INVITATION_STATUS = {
+    "pending": lazy_gettext("Waiting"),
+    "accepted": lazy_gettext("Accepted"),
+    "expired": lazy_gettext("Expired"),
+    "revoked": lazy_gettext("Withdrawn"),
+}
+
+ACTIVATION_STAGE = {
+    "new": lazy_gettext("Not invited yet"),
+    "invited": lazy_gettext("Invited"),
+    "joined": lazy_gettext("Joined"),
+    "profile_complete": lazy_gettext("Profile complete"),
+    "first_campaign": lazy_gettext("First campaign"),
+    "first_send": lazy_gettext("First email sent"),
+}
+
+
+def activation_stage(code: str | None) -> str:
+    return _words(ACTIVATION_STAGE, code)
+
+
+def role_name(code: str | None) -> str:
+    return _words(ROLE_NAME, code)
+
+
+def invitation_status(code: str | None) -> str:
+    return _words(INVITATION_STATUS, code)
+
+
 _STEP_KEY = re.compile(r"^steps\.(\d+)\.(.+)$")
 
 
@@ -216,4 +251,5 @@ FILTERS = {"campaign_status": campaign_status, "message_status": message_status,
            "message_count": message_count,
            "exclusion_reason": exclusion_reason, "message_reason": message_reason,
            "journey_status": journey_status, "machine_reason": machine_reason,
-           "event_kind": event_kind, "money": money}
+           "event_kind": event_kind, "money": money, "role_name": role_name,
+           "invitation_status": invitation_status, "activation_stage": activation_stage}

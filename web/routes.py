@@ -2,6 +2,7 @@
 
 # Each view module adds its routes to `bp` when imported.
 from web import (  # noqa: F401 - each module registers its views on bp
+    account_links,
     analytics,
     auth_views,
     brand,
@@ -10,9 +11,11 @@ from web import (  # noqa: F401 - each module registers its views on bp
     launcher,
     outbox,
     partner,
+    partners,
     profile,
     quick_send,
     sharing,
+    users,
 )
 from web.base import bp
 
