@@ -136,6 +136,7 @@ def journey_json(j: Journey) -> dict:
             "audience": {"tiers": j.audience_tiers, "regions": j.audience_regions},
             "requires_approval": j.requires_approval, "quick_send": j.quick_send,
             "status": j.status, "steps": [step_json(s) for s in j.steps],
+            "version": j.version, "previous_id": j.previous_id,
             "created_at": j.created_at.isoformat(),
             "published_at": j.published_at.isoformat() if j.published_at else None}
 
@@ -187,7 +188,9 @@ def get_journey(journey_id: int):
 @bp.post("/api/journeys/<int:journey_id>/publish")
 @require_roles(*BRAND)
 def publish_journey(journey_id: int):
-    return jsonify(journey_json(services.publish_journey(journey_id)))
+    journey = services.publish_journey(journey_id)
+    return jsonify({**journey_json(journey),
+                    "partners_reached": services.partners_reached(journey)})
 
 
 @bp.post("/api/journeys/<int:journey_id>/archive")

@@ -6,6 +6,7 @@ import math
 
 from sqlalchemy import func, select
 
+from accounts import lists
 from accounts.models import Partner
 from core import clock
 from core.db import db
@@ -174,7 +175,8 @@ def _checked_steps(steps) -> list[dict]:
     return out
 
 
-def _journey_fields(name, description, category, tiers, regions) -> None:
+def _journey_fields(name, description, category, tiers, regions) -> tuple[list, list]:
+    """Check a journey's fields; return its audience spelled as the brand's lists do."""
     problems = {}
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         problems["name"] = "is required (at most 200 characters)"
@@ -185,8 +187,16 @@ def _journey_fields(name, description, category, tiers, regions) -> None:
     for key, value in (("audience.tiers", tiers), ("audience.regions", regions)):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             problems[key] = "must be a list of names"
+    audience = {"tier": tiers, "region": regions}
+    for kind, key in (("tier", "audience.tiers"), ("region", "audience.regions")):
+        if key not in problems:
+            try:
+                audience[kind] = lists.canonical(kind, audience[kind], key)
+            except ValidationError as err:
+                problems.update(err.fields)
     if problems:
         raise ValidationError("Journey is invalid.", problems)
+    return audience["tier"], audience["region"]
 
 
 def create_journey(*, name: str, description: str = "", category: str = "",
@@ -194,8 +204,7 @@ def create_journey(*, name: str, description: str = "", category: str = "",
                    requires_approval: bool = False, quick_send: bool = False,
                    steps: list, created_by: int | None = None) -> Journey:
     """Create a draft journey from ordered steps."""
-    tiers, regions = tiers or [], regions or []
-    _journey_fields(name, description, category, tiers, regions)
+    tiers, regions = _journey_fields(name, description, category, tiers or [], regions or [])
     checked = _checked_steps(steps)
     journey = Journey(name=name.strip(), description=description, category=category,
                       audience_tiers=tiers, audience_regions=regions,
@@ -213,9 +222,9 @@ def update_journey(journey_id: int, **fields) -> Journey:
     """Replace a draft journey's definition (published journeys are frozen)."""
     journey = get_journey(journey_id)
     states.require(journey, "edit")
-    tiers, regions = fields.get("tiers") or [], fields.get("regions") or []
-    _journey_fields(fields["name"], fields.get("description", ""), fields.get("category", ""),
-                    tiers, regions)
+    tiers, regions = _journey_fields(fields["name"], fields.get("description", ""),
+                                     fields.get("category", ""), fields.get("tiers") or [],
+                                     fields.get("regions") or [])
     checked = _checked_steps(fields["steps"])
     journey.name = fields["name"].strip()
     journey.description = fields.get("description", "")
@@ -250,6 +259,11 @@ def publish_journey(journey_id: int) -> Journey:
     journey.published_at = clock.now()
     db.session.commit()
     return journey
+
+
+def partners_reached(journey: Journey) -> int:
+    """Count the partners the journey's audience reaches."""
+    return lists.partners_reached(journey.audience_tiers or [], journey.audience_regions or [])
 
 
 def archive_journey(journey_id: int) -> Journey:

@@ -253,6 +253,12 @@ def test_identity_and_partner_responses_match_the_document(app, make_api, spec):
     assert me.get_json()["partner_id"] == partner.id
     conforms(spec, "/api/me", "get", make_api(None).get("/api/me"))  # 401, error shape
 
+    conforms(spec, "/api/tiers", "post", brand.post("/api/tiers", json={"name": "Platinum"}))
+    conforms(spec, "/api/tiers", "post", brand.post("/api/tiers", json={"name": "GOLD"}))
+    conforms(spec, "/api/tiers", "get", brand.get("/api/tiers"))
+    conforms(spec, "/api/regions", "post", brand.post("/api/regions", json={"name": "North"}))
+    conforms(spec, "/api/regions", "post", brand.post("/api/regions", json={"name": ""}))
+    conforms(spec, "/api/regions", "get", brand.get("/api/regions"))
     created = brand.post("/api/partners", json={"name": "North", "tier": "gold",
                                                 "region": "north"})
     assert created.status_code == 201

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
+from accounts import lists
 from accounts import profile as profiles
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
 from campaigns import lifecycle
 from core.errors import DomainError, StateError
+from core.i18n import _, ngettext
 from core.validate import int_arg
 from journeys import services as journeys
 from personalization.preview import preview_source, preview_version, sample_inputs
@@ -146,8 +148,8 @@ def _journey_source() -> dict:
     return {"name": request.form.get("name", ""),
             "description": request.form.get("description", ""),
             "category": request.form.get("category", ""),
-            "tiers": forms.split_list(request.form.get("tiers", "")),
-            "regions": forms.split_list(request.form.get("regions", "")),
+            "tiers": request.form.getlist("tiers"),
+            "regions": request.form.getlist("regions"),
             "requires_approval": request.form.get("requires_approval") == "on",
             "quick_send": request.form.get("quick_send") == "on",
             "steps": forms.steps_from_form(request.form)}
@@ -156,10 +158,49 @@ def _journey_source() -> dict:
 def _builder(source: dict, *, journey=None, errors: dict | None = None, status: int = 200):
     templates, _ = journeys.list_templates(1, 500)
     steps = source["steps"] or [{"template_id": "", "delay_hours": 0, "when": "always"}]
+    reached = journeys.partners_reached(journey) if journey else None
     return render_template("web/journey_edit.html", source=source, journey=journey,
                            steps=steps, templates=templates, errors=errors or {},
+                           tiers=lists.names("tier"), regions=lists.names("region"),
+                           reached=reached, audience_words=_audience_words(journey),
+                           confirm_none=request.args.get("confirm") == "none",
                            conditions=("always", "opened", "not_opened", "clicked",
                                        "not_clicked")), status
+
+
+def _audience_words(journey) -> str:
+    """Name a journey's audience in words: "Gold/West", "Gold, every region"."""
+    if journey is None:
+        return ""
+    tiers = ", ".join(journey.audience_tiers) or _("every tier")
+    regions = ", ".join(journey.audience_regions) or _("every region")
+    return f"{tiers}/{regions}"
+
+
+@bp.route("/brand/audience-lists", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def audience_lists():
+    """The brand's tiers and regions: what partners are in and audiences pick from."""
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        kind = request.form.get("kind")
+        if kind not in lists.KINDS:
+            kind = "tier"
+        try:
+            entry, created = lists.add_name(kind, request.form.get("name", ""))
+        except DomainError as err:
+            errors[kind] = err.fields.get("name", err.message)
+            status = 422
+        else:
+            flash(_("“%(name)s” added.", name=entry.name) if created else
+                  _("“%(name)s” is already in the list.", name=entry.name), "ok")
+            return redirect(url_for("web.audience_lists"))
+    return render_template(
+        "web/audience_lists.html", errors=errors,
+        groups=[("tier", _("Tiers"), lists.names("tier"), lists.usage("tier")),
+                ("region", _("Regions"), lists.names("region"), lists.usage("region"))],
+    ), status
 
 
 @bp.get("/brand/journeys")
@@ -218,8 +259,16 @@ def journey_edit(journey_id: int):
 def journey_action(journey_id: int, action: str):
     try:
         if action == "publish":
-            journeys.publish_journey(journey_id)
-            flash("Journey published: matching partners now see it in their showroom.", "ok")
+            journey = journeys.get_journey(journey_id)
+            if journeys.partners_reached(journey) == 0 and request.form.get("anyway") != "1":
+                # Nobody would see it: ask first (the page shows the question).
+                return redirect(url_for("web.journey_edit", journey_id=journey_id,
+                                        confirm="none"))
+            journey = journeys.publish_journey(journey_id)
+            reached = journeys.partners_reached(journey)
+            flash(ngettext("Journey published: %(num)d partner now sees it in the showroom.",
+                           "Journey published: %(num)d partners now see it in the showroom.",
+                           reached), "ok")
         else:
             journeys.archive_journey(journey_id)
             flash("Journey archived.", "ok")
