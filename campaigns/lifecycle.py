@@ -24,6 +24,7 @@ from campaigns.values import (
     clean_sender,
     journey_versions,
 )
+from campaigns.versions import values_problem
 from core import clock
 from core.db import db
 from core.errors import StateError, ValidationError
@@ -146,6 +147,13 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
                               code="locked_content")
     _lock(campaign)
     content, timing = CONTENT_FIELDS & data.keys(), SCHEDULE_FIELDS & data.keys()
+    if campaign.status == "paused" and content == {"slot_values"} and not timing:
+        # Paused because a mandatory new version no longer fits its values: the partner
+        # corrects them in place, then resumes (campaigns.versions).
+        campaign.slot_values = clean_campaign_values(data["slot_values"],
+                                                     campaign_versions(campaign))
+        db.session.commit()
+        return campaign
     if content and allowed(campaign, "unschedule"):
         raise StateError(_("Its content is locked while it waits to go out. Move it back to "
                            "draft first, change it, then launch it again."),
@@ -248,6 +256,10 @@ def _launch(campaign: Campaign) -> str:
     journey = db.session.get(Journey, campaign.journey_id)
     if journey is None or not journey_states.allowed(journey, "pick"):
         raise StateError("The journey is no longer published; this campaign cannot launch.")
+    problem = values_problem(campaign)
+    if problem:  # moved to a new journey version whose slots its values no longer fit
+        raise ValidationError(_("Some values no longer fit the journey: %(p)s.", p=problem),
+                              {"slot_values": problem})
     if journey.requires_approval:
         apply(campaign, "submit")
         db.session.flush()
@@ -299,6 +311,10 @@ def reject_campaign(campaign: Campaign, user: User, reason: Any) -> Campaign:
         raise ValidationError("Reason is too long.", {"reason": "at most 2000 characters"})
     apply(campaign, "reject", reason.strip())
     campaign.approved_by = None
+    # The next submission's approver sees what changed since, and why this one was refused.
+    campaign.previous_submission = {"slot_values": campaign.slot_values,
+                                    "reason": reason.strip(),
+                                    "rejected_at": clock.now().isoformat()}
     db.session.commit()
     return campaign
 
@@ -311,7 +327,12 @@ def pause_campaign(campaign: Campaign, reason: str = "paused by user") -> Campai
 
 
 def resume_campaign(campaign: Campaign) -> Campaign:
-    """Resume a paused campaign."""
+    """Resume a paused campaign (its values must fit its journey's version first)."""
+    if allowed(campaign, "resume"):
+        problem = values_problem(campaign)
+        if problem:
+            raise StateError(_("Correct the values first: %(p)s.", p=problem),
+                             fields={"slot_values": problem})
     apply(campaign, "resume", "resumed")
     db.session.commit()
     return campaign
@@ -345,6 +366,25 @@ def quick_send(partner: Partner, user: User, data: dict) -> tuple[Campaign, dict
     return campaign, result
 
 
+def _since_rejection(campaign: Campaign, versions: list) -> dict | None:
+    """What changed since the brand last rejected this campaign, and the reason it gave."""
+    before = campaign.previous_submission
+    if not before:
+        return None
+    old = before.get("slot_values") or {}
+    changed = []
+    for i, version in enumerate(versions):
+        for slot in version.slots:
+            name = slot["name"]
+            was = (old.get(str(i)) or {}).get(name, slot.get("default", ""))
+            now = (campaign.slot_values.get(str(i)) or {}).get(name, slot.get("default", ""))
+            if was != now:
+                changed.append({"step": i, "slot": name, "label": slot.get("label", name),
+                                "before": was, "after": now})
+    return {"reason": before.get("reason", ""), "rejected_at": before.get("rejected_at"),
+            "slots": changed}
+
+
 def campaign_changes(campaign: Campaign) -> dict:
     """Return only what differs from the journey's defaults (what an approver must review)."""
     versions = campaign_versions(campaign)
@@ -372,6 +412,7 @@ def campaign_changes(campaign: Campaign) -> dict:
     return {
         "campaign_id": campaign.id,
         "journey_id": campaign.journey_id,
+        "previous": _since_rejection(campaign, versions),
         "sender": {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
         "steps": steps,
         "overrides": {"members": members_with_overrides, "slots": overridden},

@@ -27,6 +27,7 @@ from campaigns import (
     schedule,
     sharing,
     testsend,
+    versions,
 )
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
@@ -35,6 +36,8 @@ from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.i18n import _
 from core.validate import int_arg, json_body, page_args, parse_json
+from journeys import routes as journey_routes
+from journeys import services as journey_services
 
 bp = Blueprint("campaigns", __name__)
 
@@ -424,3 +427,14 @@ def quick_send():
 @require_roles(*PARTNER)  # a message is per-recipient data: the owning partner's only
 def get_message(message_id: int):
     return jsonify(messages.message_json(visible(messages.get_send(message_id), "Message")))
+
+
+@bp.post("/api/journeys/<int:journey_id>/publish")
+@require_roles(*BRAND)
+def publish_journey(journey_id: int):
+    data = json_body() if request.get_data(cache=True).strip() else {}  # the body is optional
+    move, mandatory = versions.publish_options(data)
+    journey, report = versions.publish_version(journey_id, move, mandatory)
+    return jsonify({**journey_routes.journey_json(journey),
+                    "partners_reached": journey_services.partners_reached(journey),
+                    "campaigns": report.to_dict()})

@@ -185,12 +185,22 @@ def get_journey(journey_id: int):
     return jsonify(journey_json(services.get_journey(journey_id)))
 
 
-@bp.post("/api/journeys/<int:journey_id>/publish")
+# Publishing (POST /api/journeys/<id>/publish) may move partners' campaigns to a new
+# version, so it lives with the campaigns (campaigns/routes.py).
+
+
+@bp.post("/api/journeys/<int:journey_id>/versions")
 @require_roles(*BRAND)
-def publish_journey(journey_id: int):
-    journey = services.publish_journey(journey_id)
-    return jsonify({**journey_json(journey),
-                    "partners_reached": services.partners_reached(journey)})
+def new_version(journey_id: int):
+    journey = services.new_version(journey_id, created_by=current_user().id)
+    return jsonify(journey_json(journey)), 201
+
+
+@bp.post("/api/journeys/<int:journey_id>/duplicate")
+@require_roles(*BRAND)
+def duplicate_journey(journey_id: int):
+    journey = services.duplicate_journey(journey_id, created_by=current_user().id)
+    return jsonify(journey_json(journey)), 201
 
 
 @bp.post("/api/journeys/<int:journey_id>/archive")

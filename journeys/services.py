@@ -11,6 +11,7 @@ from accounts.models import Partner
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError, TemplateError, ValidationError
+from core.i18n import _
 from core.validate import is_db_id
 from journeys import states
 from journeys.models import STEP_CONDITIONS, Journey, JourneyStep, Template, TemplateVersion
@@ -241,8 +242,58 @@ def update_journey(journey_id: int, **fields) -> Journey:
     return journey
 
 
+def _copy(journey: Journey, **changes) -> Journey:
+    """Return a new draft journey with the same settings and steps (steps pin at publish)."""
+    copy = Journey(name=journey.name, description=journey.description,
+                   category=journey.category, audience_tiers=list(journey.audience_tiers or []),
+                   audience_regions=list(journey.audience_regions or []),
+                   requires_approval=journey.requires_approval, quick_send=journey.quick_send,
+                   status="draft", **changes)
+    copy.steps = [JourneyStep(position=s.position, template_id=s.template_id,
+                              delay_hours=s.delay_hours, condition=s.condition)
+                  for s in journey.steps]
+    db.session.add(copy)
+    db.session.commit()
+    return copy
+
+
+def draft_version_of(journey: Journey) -> Journey | None:
+    """Return the draft new version of a journey, if one is being prepared."""
+    return db.session.scalar(select(Journey).where(Journey.previous_id == journey.id,
+                                                   Journey.status == "draft").limit(1))
+
+
+def new_version(journey_id: int, created_by: int | None = None) -> Journey:
+    """Open a draft copy (steps, settings) of a published journey as its next version.
+
+    Publishing the copy replaces the journey (journeys.publish_journey archives it). One
+    draft version at a time: a second request answers 409 naming the open draft.
+    """
+    journey = get_journey(journey_id)
+    states.require(journey, "new_version")
+    existing = draft_version_of(journey)
+    if existing is not None:
+        raise StateError(_("Version %(n)d is already being prepared; open it instead.",
+                           n=existing.version), {"draft_id": str(existing.id)})
+    return _copy(journey, previous_id=journey.id, version=journey.version + 1,
+                 created_by=created_by)
+
+
+def duplicate_journey(journey_id: int, created_by: int | None = None) -> Journey:
+    """Copy any journey (steps, settings) as a new, separate draft journey."""
+    journey = get_journey(journey_id)
+    copy = _copy(journey, version=1, created_by=created_by)
+    copy.name = _("Copy of %(name)s", name=journey.name)[:200]
+    db.session.commit()
+    return copy
+
+
 def publish_journey(journey_id: int) -> Journey:
-    """Publish a journey, pinning each step to its template's newest published version."""
+    """Publish a journey, pinning each step to its template's newest published version.
+
+    A new version replaces the journey it was copied from: that one is archived (it leaves
+    the catalog; campaigns on it continue unless moved, see campaigns.versions).
+    """
     journey = get_journey(journey_id)
     states.require(journey, "publish")
     missing = {}
@@ -257,6 +308,9 @@ def publish_journey(journey_id: int) -> Journey:
         raise StateError("Publish the journey's templates first.", missing)
     states.apply(journey, "publish")
     journey.published_at = clock.now()
+    previous = db.session.get(Journey, journey.previous_id) if journey.previous_id else None
+    if previous is not None and states.allowed(previous, "archive"):
+        states.apply(previous, "archive")
     db.session.commit()
     return journey
 

@@ -318,8 +318,20 @@ def test_template_and_journey_responses_match_the_document(app, make_api, spec):
     conforms(spec, "/api/catalog", "get", catalog)
     assert [j["id"] for j in catalog.get_json()["items"]] == [journey_id]
     conforms(spec, "/api/catalog/{journey_id}", "get", own.get(f"/api/catalog/{journey_id}"))
+    new = brand.post(f"/api/journeys/{journey_id}/versions")
+    conforms(spec, "/api/journeys/{journey_id}/versions", "post", new)
+    conforms(spec, "/api/journeys/{journey_id}/versions", "post",
+             brand.post(f"/api/journeys/{journey_id}/versions"))  # 409: one is open
+    conforms(spec, "/api/journeys/{journey_id}/duplicate", "post",
+             brand.post(f"/api/journeys/{journey_id}/duplicate"))
+    conforms(spec, "/api/journeys/{journey_id}/publish", "post",
+             brand.post(f"/api/journeys/{new.get_json()['id']}/publish",
+                        json={"move_campaigns": "sideways"}))  # 422
+    conforms(spec, "/api/journeys/{journey_id}/publish", "post",
+             brand.post(f"/api/journeys/{new.get_json()['id']}/publish",
+                        json={"move_campaigns": "drafts_and_scheduled", "mandatory": True}))
     conforms(spec, "/api/journeys/{journey_id}/archive", "post",
-             brand.post(f"/api/journeys/{journey_id}/archive"))
+             brand.post(f"/api/journeys/{journey_id}/archive"))  # 409: the version replaced it
 
 
 def test_contact_campaign_and_analytics_responses_match_the_document(app, make_api, spec):
