@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from campaigns.models import Campaign, Send
 from campaigns.states import allowed, apply
@@ -160,6 +160,15 @@ def publish_version(journey_id: int, move_campaigns: str = "none",
             report.left.append(campaign.id)
     db.session.commit()
     return journey, report
+
+
+def campaign_counts(journey_id: int) -> dict[str, int]:
+    """Count a journey's campaigns that could move: {"not_started": n, "started": n}."""
+    rows = db.session.execute(select(Campaign.status, func.count()).where(
+        Campaign.journey_id == journey_id).group_by(Campaign.status)).all()
+    by_status = dict(rows)
+    return {"not_started": sum(by_status.get(s, 0) for s in NOT_STARTED),
+            "started": sum(by_status.get(s, 0) for s in STARTED)}
 
 
 def values_problem(campaign: Campaign) -> str:

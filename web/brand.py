@@ -8,7 +8,7 @@ from accounts import lists
 from accounts import profile as profiles
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
-from campaigns import lifecycle
+from campaigns import lifecycle, versions
 from core.errors import DomainError, StateError
 from core.i18n import _, ngettext
 from core.validate import int_arg
@@ -159,10 +159,14 @@ def _builder(source: dict, *, journey=None, errors: dict | None = None, status: 
     templates, _ = journeys.list_templates(1, 500)
     steps = source["steps"] or [{"template_id": "", "delay_hours": 0, "when": "always"}]
     reached = journeys.partners_reached(journey) if journey else None
+    move_counts = versions.campaign_counts(journey.previous_id) if journey and \
+        journey.previous_id and journey.status == "draft" else None
+    draft_version = journeys.draft_version_of(journey) if journey else None
     return render_template("web/journey_edit.html", source=source, journey=journey,
                            steps=steps, templates=templates, errors=errors or {},
                            tiers=lists.names("tier"), regions=lists.names("region"),
                            reached=reached, audience_words=_audience_words(journey),
+                           move_counts=move_counts, draft_version=draft_version,
                            confirm_none=request.args.get("confirm") == "none",
                            conditions=("always", "opened", "not_opened", "clicked",
                                        "not_clicked")), status
@@ -263,12 +267,23 @@ def journey_action(journey_id: int, action: str):
             if journeys.partners_reached(journey) == 0 and request.form.get("anyway") != "1":
                 # Nobody would see it: ask first (the page shows the question).
                 return redirect(url_for("web.journey_edit", journey_id=journey_id,
-                                        confirm="none"))
-            journey = journeys.publish_journey(journey_id)
+                                        confirm="none", **{
+                                            k: request.form[k] for k in (
+                                                "move_campaigns", "mandatory")
+                                            if k in request.form}))
+            move = request.form.get("move_campaigns", "none")
+            journey, report = versions.publish_version(
+                journey_id, move if move in versions.MOVES else "none",
+                request.form.get("mandatory") == "on")
             reached = journeys.partners_reached(journey)
             flash(ngettext("Journey published: %(num)d partner now sees it in the showroom.",
                            "Journey published: %(num)d partners now see it in the showroom.",
                            reached), "ok")
+            if journey.previous_id:
+                flash(_("Campaigns moved to version %(v)d: %(moved)d; moved but waiting for "
+                        "the partner to correct values: %(stopped)d; left on the earlier "
+                        "version: %(left)d.", v=journey.version, moved=len(report.moved),
+                        stopped=len(report.stopped), left=len(report.left)), "ok")
         else:
             journeys.archive_journey(journey_id)
             flash("Journey archived.", "ok")
@@ -276,6 +291,23 @@ def journey_action(journey_id: int, action: str):
         flash(err.message, "error")  # the message says it all; fields only repeat the status
     return redirect(safe_next(request.form.get("back"))
                     or url_for("web.journey_edit", journey_id=journey_id))
+
+
+@bp.post("/brand/journeys/<int:journey_id>/<any(new_version, duplicate):action>")
+@require_roles(*BRAND)
+def journey_copy(journey_id: int, action: str):
+    try:
+        if action == "new_version":
+            copy = journeys.new_version(journey_id, created_by=me().id)
+            flash(_("Version %(n)d opened as a draft: change it, then publish it.",
+                    n=copy.version), "ok")
+        else:
+            copy = journeys.duplicate_journey(journey_id, created_by=me().id)
+            flash(_("Copied as a new draft journey."), "ok")
+    except StateError as err:
+        flash(err.message, "error")
+        return redirect(url_for("web.journey_edit", journey_id=journey_id))
+    return redirect(url_for("web.journey_edit", journey_id=copy.id))
 
 
 # --- approvals ------------------------------------------------------------------------------
