@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from accounts.models import Partner, User
-from campaigns import ledger, schedule
+from campaigns import compliance, ledger, schedule
 from campaigns.members import member_count, stage_members
 from campaigns.models import Campaign, CampaignMember
 from campaigns.states import allowed, apply, require_editable
@@ -71,7 +71,7 @@ def _create_campaign(partner: Partner, user: User, data: dict, *, kind: str,
     if not isinstance(name, str) or len(name) > 200 or CONTROL.search(name):
         raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
     sender_name, reply_to = clean_sender(data.get("sender"), partner, user)
-    values = clean_campaign_values(data.get("slot_values"), versions)
+    values = clean_campaign_values(data.get("slot_values"), versions, journey.id)
     campaign = Campaign(partner_id=partner.id, journey_id=journey.id, created_by=user.id,
                         name=name.strip()[:200], kind=kind, status="draft", slot_values=values,
                         sender_name=sender_name, sender_reply_to=reply_to, status_reason="",
@@ -151,7 +151,8 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
         # Paused because a mandatory new version no longer fits its values: the partner
         # corrects them in place, then resumes (campaigns.versions).
         campaign.slot_values = clean_campaign_values(data["slot_values"],
-                                                     campaign_versions(campaign))
+                                                     campaign_versions(campaign),
+                                                     campaign.journey_id)
         db.session.commit()
         return campaign
     if content and allowed(campaign, "unschedule"):
@@ -167,7 +168,8 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
     journey = db.session.get(Journey, campaign.journey_id)
     versions = campaign_versions(campaign, journey)
     if "slot_values" in data:
-        campaign.slot_values = clean_campaign_values(data["slot_values"], versions)
+        campaign.slot_values = clean_campaign_values(data["slot_values"], versions,
+                                                     campaign.journey_id)
     if "sender" in data:
         campaign.sender_name, campaign.sender_reply_to = clean_sender(data["sender"], partner,
                                                                       user)
@@ -290,12 +292,30 @@ def launch_campaign(campaign: Campaign, data: dict | None = None) -> str:
     return status
 
 
+def rules_problem(campaign: Campaign) -> str:
+    """Say in words how a campaign's values or overrides break the brand's rules ('' if not)."""
+    versions = campaign_versions(campaign)
+    rules = compliance.rules_for(campaign.journey_id)
+    if not rules:
+        return ""
+    problems = compliance.step_problems(campaign.slot_values, versions, rules)
+    for overrides in db.session.scalars(select(CampaignMember.overrides).where(
+            CampaignMember.campaign_id == campaign.id)):
+        problems.update(compliance.step_problems(overrides or {}, versions, rules))
+    return compliance.in_words(problems, versions)
+
+
 def approve_campaign(campaign: Campaign, user: User) -> Campaign:
     """Approve a pending campaign (brand roles) and schedule it.
 
     It then waits for its send time; approved after that time has passed, it starts at once.
     """
     _lock(campaign)
+    if allowed(campaign, "approve"):
+        problem = rules_problem(campaign)
+        if problem:
+            raise StateError(_("It breaks the brand's rules: %(p)s. Reject it with a reason.",
+                               p=problem), fields={"slot_values": problem})
     apply(campaign, "approve")
     campaign.approved_by = user.id
     campaign.launched_at = clock.now()

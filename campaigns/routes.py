@@ -17,6 +17,7 @@ from accounts.auth import (
 from accounts.models import Partner
 from campaigns import (
     audiences,
+    compliance,
     consent,
     contacts,
     csv_files,
@@ -438,3 +439,30 @@ def publish_journey(journey_id: int):
     return jsonify({**journey_routes.journey_json(journey),
                     "partners_reached": journey_services.partners_reached(journey),
                     "campaigns": report.to_dict()})
+
+
+# --- the brand's compliance rules (campaigns/compliance.py) ----------------------------------
+
+def rule_json(rule) -> dict:
+    return {"id": rule.id, "kind": rule.kind, "pattern": rule.pattern, "message": rule.message,
+            "journey_id": rule.journey_id, "created_at": rule.created_at.isoformat()}
+
+
+@bp.get("/api/compliance-rules")
+@require_roles(*BRAND)
+def list_compliance_rules():
+    return jsonify({"items": [rule_json(r) for r in compliance.list_rules()]})
+
+
+@bp.post("/api/compliance-rules")
+@require_roles(*BRAND)
+def add_compliance_rule():
+    rule = compliance.add_rule(json_body(), created_by=current_user().id)
+    return jsonify(rule_json(rule)), 201
+
+
+@bp.delete("/api/compliance-rules/<int:rule_id>")
+@require_roles(*BRAND)
+def delete_compliance_rule(rule_id: int):
+    compliance.delete_rule(rule_id)
+    return "", 204

@@ -99,7 +99,7 @@ def _move(campaign: Campaign, journey: Journey, versions: list[TemplateVersion],
     started = campaign.status in STARTED
     campaign.journey_id = journey.id
     try:
-        campaign.slot_values = clean_campaign_values(kept, campaign_steps)
+        campaign.slot_values = clean_campaign_values(kept, campaign_steps, journey.id)
         problem = ""
     except SlotError as err:
         campaign.slot_values = kept  # the partner corrects them before it goes on
@@ -177,7 +177,7 @@ def values_problem(campaign: Campaign) -> str:
     versions = journey_versions(journey)
     versions = versions[:1] if campaign.kind == "quick_send" else versions
     try:
-        clean_campaign_values(campaign.slot_values, versions)
+        clean_campaign_values(campaign.slot_values, versions, campaign.journey_id)
     except SlotError as err:
         return problems_in_words(err, versions)
     return ""

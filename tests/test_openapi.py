@@ -332,6 +332,17 @@ def test_template_and_journey_responses_match_the_document(app, make_api, spec):
                         json={"move_campaigns": "drafts_and_scheduled", "mandatory": True}))
     conforms(spec, "/api/journeys/{journey_id}/archive", "post",
              brand.post(f"/api/journeys/{journey_id}/archive"))  # 409: the version replaced it
+    made = brand.post("/api/compliance-rules", json={
+        "kind": "phrase", "pattern": "guaranteed", "message": "No promises.",
+        "journey_id": journey_id})
+    conforms(spec, "/api/compliance-rules", "post", made)
+    conforms(spec, "/api/compliance-rules", "post", brand.post(
+        "/api/compliance-rules", json={"kind": "regex", "pattern": "(", "message": "m"}))
+    conforms(spec, "/api/compliance-rules", "get", brand.get("/api/compliance-rules"))
+    conforms(spec, "/api/compliance-rules/{rule_id}", "delete",
+             brand.delete(f"/api/compliance-rules/{made.get_json()['id']}"))
+    conforms(spec, "/api/compliance-rules/{rule_id}", "delete",
+             brand.delete(f"/api/compliance-rules/{made.get_json()['id']}"))  # 404
 
 
 def test_contact_campaign_and_analytics_responses_match_the_document(app, make_api, spec):
