@@ -215,3 +215,26 @@ def test_a_rule_added_after_approval_holds_back_the_sends_it_matches(app, brand,
         lifecycle.update_campaign(held, user, {"slot_values": {"0": {"headline": "Guaranteed"}}})
     lifecycle.update_campaign(held, user, {"slot_values": {"0": {"headline": "Plan ahead"}}})
     assert lifecycle.resume_campaign(held).status == "running"
+
+
+def test_the_compliance_page_adds_lists_and_deletes_rules(client):
+    from tests.test_web_pages import login, page_token
+
+    user, _ = make_user("brand_marketer", password="correct horse battery")
+    journey = make_journey(name="Spring offer")
+    login(client, user.email)
+    token = page_token(client, "/brand/compliance")
+    bad = client.post("/brand/compliance", data={"csrf_token": token, "kind": "regex",
+                                                 "pattern": "(", "message": ""})
+    page = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "is not a valid regular expression" in page
+    added = client.post("/brand/compliance", data={
+        "csrf_token": token, "kind": "phrase", "pattern": "guaranteed returns",
+        "message": "Do not promise returns.", "journey_id": str(journey.id)})
+    assert added.status_code == 302
+    page = client.get("/brand/compliance").get_data(as_text=True)
+    assert "guaranteed returns" in page and "Spring offer" in page
+    [made] = compliance.list_rules()
+    assert made.journey_id == journey.id
+    client.post(f"/brand/compliance/{made.id}/delete", data={"csrf_token": token})
+    assert compliance.list_rules() == []

@@ -8,9 +8,10 @@ from accounts import lists
 from accounts import profile as profiles
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
-from campaigns import lifecycle, versions
+from campaigns import compliance, lifecycle, versions
 from core.errors import DomainError, StateError
 from core.i18n import _, ngettext
+from core.i18n import lazy_gettext as _l
 from core.validate import int_arg
 from journeys import services as journeys
 from personalization.preview import preview_source, preview_version, sample_inputs
@@ -308,6 +309,47 @@ def journey_copy(journey_id: int, action: str):
         flash(err.message, "error")
         return redirect(url_for("web.journey_edit", journey_id=journey_id))
     return redirect(url_for("web.journey_edit", journey_id=copy.id))
+
+
+# --- compliance rules -----------------------------------------------------------------------
+
+RULE_KINDS = {"phrase": _l("Restricted phrase"),
+              "regex": _l("Restricted pattern (regular expression)"),
+              "image_domain": _l("Allowed image domain")}
+
+
+@bp.route("/brand/compliance", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def compliance_rules():
+    """The brand's rules on partners' text: add, list, delete."""
+    errors: dict[str, str] = {}
+    form = {"kind": "phrase", "pattern": "", "message": "", "journey_id": ""}
+    status = 200
+    if request.method == "POST":
+        form = {k: request.form.get(k, "") for k in form}
+        data = {"kind": form["kind"], "pattern": form["pattern"], "message": form["message"]}
+        if form["journey_id"]:
+            data["journey_id"] = int(form["journey_id"]) if form["journey_id"].isdigit() else -1
+        try:
+            compliance.add_rule(data, created_by=me().id)
+        except DomainError as err:
+            errors, status = err.fields or {"rule": err.message}, err.status
+        else:
+            flash(_("Rule added: it applies from now on, to saved values and to sends."), "ok")
+            return redirect(url_for("web.compliance_rules"))
+    rows, _total = journeys.list_journeys(None, 1, 500)
+    names = {j.id: j.name for j in rows}
+    return render_template("web/compliance.html", rules=compliance.list_rules(), errors=errors,
+                           form=form, kinds=RULE_KINDS, journeys=rows, journey_names=names
+                           ), status
+
+
+@bp.post("/brand/compliance/<int:rule_id>/delete")
+@require_roles(*BRAND)
+def compliance_rule_delete(rule_id: int):
+    compliance.delete_rule(rule_id)
+    flash(_("Rule deleted."), "ok")
+    return redirect(url_for("web.compliance_rules"))
 
 
 # --- approvals ------------------------------------------------------------------------------

@@ -80,3 +80,19 @@ def test_brand_edits_tiers_publishes_to_a_tier_and_moves_campaigns_to_a_new_vers
     moved = db.session.get(Campaign, draft.id)
     assert moved.journey_id != to_gold.id and moved.slot_values["0"]["headline"] == "Spring!"
     assert journeys.get_journey(to_gold.id).status == "archived"
+
+
+def test_brand_adds_a_compliance_rule(app, people):
+    from campaigns import compliance
+
+    admin = user_with_password("brand_admin")
+    page = people(admin.email).page
+    page.click("nav >> text=Compliance")
+    page.select_option("select[name=kind]", "regex")
+    page.fill("input[name=pattern]", r"\b\d{8,12}\b")
+    page.fill("input[name=message]", "Never write an account number.")
+    page.click("button:text('Add rule')")
+    expect(page.locator(".flash.ok")).to_contain_text("Rule added")
+    expect(page.locator("#rules")).to_contain_text("Never write an account number.")
+    snap(page, "brand-compliance-rules")
+    assert [r.kind for r in compliance.list_rules()] == ["regex"]
