@@ -147,9 +147,11 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
                               code="locked_content")
     _lock(campaign)
     content, timing = CONTENT_FIELDS & data.keys(), SCHEDULE_FIELDS & data.keys()
-    if campaign.status == "paused" and content == {"slot_values"} and not timing:
-        # Paused because a mandatory new version no longer fits its values: the partner
-        # corrects them in place, then resumes (campaigns.versions).
+    if campaign.status == "paused" and content == {"slot_values"} and not timing \
+            and values_problem(campaign):
+        # Paused because its values no longer fit (a mandatory new version, a compliance rule
+        # added after approval): the partner corrects them in place, then resumes. A campaign
+        # whose values fit stays frozen while paused, as it was approved.
         campaign.slot_values = clean_campaign_values(data["slot_values"],
                                                      campaign_versions(campaign),
                                                      campaign.journey_id)

@@ -12,6 +12,7 @@ from campaigns.ledger import start_scheduled_campaigns
 from campaigns.models import Campaign, Send
 from core import clock
 from core.db import db
+from core.errors import StateError
 from journeys import services as journeys
 from tests.builders import (
     DEFAULT_SLOTS,
@@ -214,3 +215,39 @@ def test_the_approver_sees_the_slot_diff_against_the_rejected_submission(brand, 
                                              "label": "Headline",
                                              "before": "Guaranteed returns",
                                              "after": "Plan with us"}]
+
+
+def test_a_paused_campaign_whose_values_fit_stays_frozen(world):
+    journey, partner, user = world
+    running = campaign_in("running", journey, partner, user)
+    paused = lifecycle.pause_campaign(running)
+    with pytest.raises(StateError):
+        lifecycle.update_campaign(paused, user, {"slot_values": {"0": {"headline": "Other"}}})
+    assert fresh(running.id).slot_values["0"]["headline"] == "Spring news"
+
+
+def test_the_partner_page_says_why_it_was_paused_and_takes_corrected_values(brand, world,
+                                                                             client):
+    from tests.test_web_pages import login, page_token
+
+    journey, partner, _user = world
+    owner, _ = make_user("partner_admin", partner, password="correct horse battery")
+    running = campaign_in("running", journey, partner, owner, headline="A long spring headline")
+    republish_templates(journey, headline_max=10)
+    new = brand.post(f"/api/journeys/{journey.id}/versions").json["id"]
+    brand.post(f"/api/journeys/{new}/publish", json={"mandatory": True})
+
+    login(client, owner.email)
+    page = client.get(f"/partner/campaigns/{running.id}").get_data(as_text=True)
+    assert 'id="status-reason"' in page and "Paused: The brand published version 2" in page
+    assert "Correct the values" in page
+    token = page_token(client, f"/partner/campaigns/{running.id}/edit")
+    form = {"csrf_token": token, "v-0-headline": "Short", "v-0-body": "<p>We are here.</p>",
+            "v-0-cta_url": "https://brand.example/book",
+            "v-1-headline": "Hi", "v-1-body": "<p>We are here.</p>",
+            "v-1-cta_url": "https://brand.example/book"}
+    saved = client.post(f"/partner/campaigns/{running.id}/edit", data=form)
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:2000]
+    assert fresh(running.id).slot_values["0"]["headline"] == "Short"
+    page = client.get(f"/partner/campaigns/{running.id}").get_data(as_text=True)
+    assert 'id="values-problem"' not in page
