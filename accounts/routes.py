@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
-from accounts import invitations, media, profile, services
+from accounts import invitations, lists, media, profile, services
 from accounts.auth import ANY, BRAND, current_user, manageable_user, partner_scope, require_roles
 from core.errors import BadRequest, NotFound, ValidationError
 from core.i18n import _
@@ -260,3 +260,46 @@ def media_file(name: str):
                          max_age=31_536_000, conditional=True, etag=True)
     response.headers["Cache-Control"] = media.CACHE_CONTROL
     return response
+
+
+# --- the brand's tier and region lists (accounts/lists.py) -----------------------------------
+
+def _names_json(kind: str) -> dict:
+    counts = lists.usage(kind)
+    return {"items": [{"id": e.id, "name": e.name, "partners": counts.get(e.key, 0)}
+                      for e in lists.names(kind)]}
+
+
+def _add_name(kind: str):
+    data = json_body()
+    unknown = set(data) - {"name"}
+    if unknown:
+        raise ValidationError(_("Only a name can be given."),
+                              {str(k)[:100]: _("is not a field") for k in unknown})
+    entry, created = lists.add_name(kind, data.get("name"))
+    return jsonify({"id": entry.id, "name": entry.name, "created": created}), (
+        201 if created else 200)
+
+
+@bp.get("/api/tiers")
+@require_roles(*BRAND)
+def list_tiers():
+    return jsonify(_names_json("tier"))
+
+
+@bp.post("/api/tiers")
+@require_roles(*BRAND)
+def add_tier():
+    return _add_name("tier")
+
+
+@bp.get("/api/regions")
+@require_roles(*BRAND)
+def list_regions():
+    return jsonify(_names_json("region"))
+
+
+@bp.post("/api/regions")
+@require_roles(*BRAND)
+def add_region():
+    return _add_name("region")

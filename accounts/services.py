@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from accounts import lists
 from accounts.models import PARTNER_ROLES, ROLES, ApiToken, Partner, User
 from accounts.passwords import check_password
 from core import clock
@@ -23,8 +24,24 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _listed(fields: dict) -> dict:
+    """Spell `tier` and `region` as the brand's lists do; an unlisted one is a 422 naming it."""
+    out = dict(fields)
+    problems: dict[str, str] = {}
+    for kind in lists.KINDS:
+        if out.get(kind) is not None:
+            try:
+                out[kind] = lists.canonical(kind, [out[kind]], kind)[0]
+            except ValidationError as err:
+                problems.update(err.fields)
+    if problems:
+        raise ValidationError(_("Partner is invalid."), problems)
+    return out
+
+
 def create_partner(**fields) -> Partner:
-    """Create a partner from validated fields."""
+    """Create a partner from validated fields (tier and region from the brand's lists)."""
+    fields = _listed(fields)
     partner = Partner(**{k: fields.get(k) for k in PARTNER_FIELDS})
     db.session.add(partner)
     db.session.commit()
@@ -34,6 +51,7 @@ def create_partner(**fields) -> Partner:
 def update_partner(partner_id: int, **fields) -> Partner:
     """Change a partner's profile fields."""
     partner = get_partner(partner_id)
+    fields = _listed(fields)
     for key, value in fields.items():
         if key in PARTNER_FIELDS:
             setattr(partner, key, value)
@@ -75,12 +93,8 @@ def list_partners(page: int = 1, per_page: int = 50, *, q: str = "", tier: str =
 
 
 def partner_choices() -> dict[str, list[str]]:
-    """Return the tiers and regions partners use today (free text until they are managed)."""
-    return {
-        "tier": list(db.session.scalars(select(Partner.tier).distinct().order_by(Partner.tier))),
-        "region": list(db.session.scalars(select(Partner.region).distinct()
-                                          .order_by(Partner.region))),
-    }
+    """Return the brand's tiers and regions (the managed lists a partner must be in)."""
+    return {kind: [entry.name for entry in lists.names(kind)] for kind in lists.KINDS}
 
 
 def set_partner_active(partner_id: int, active: bool) -> Partner:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from accounts.models import Partner, User
-from campaigns import ledger, schedule
+from campaigns import compliance, ledger, schedule
 from campaigns.members import member_count, stage_members
 from campaigns.models import Campaign, CampaignMember
 from campaigns.states import allowed, apply, require_editable
@@ -24,6 +24,7 @@ from campaigns.values import (
     clean_sender,
     journey_versions,
 )
+from campaigns.versions import values_problem
 from core import clock
 from core.db import db
 from core.errors import StateError, ValidationError
@@ -70,7 +71,7 @@ def _create_campaign(partner: Partner, user: User, data: dict, *, kind: str,
     if not isinstance(name, str) or len(name) > 200 or CONTROL.search(name):
         raise ValidationError("Campaign is invalid.", {"name": "must be one line of text"})
     sender_name, reply_to = clean_sender(data.get("sender"), partner, user)
-    values = clean_campaign_values(data.get("slot_values"), versions)
+    values = clean_campaign_values(data.get("slot_values"), versions, journey.id)
     campaign = Campaign(partner_id=partner.id, journey_id=journey.id, created_by=user.id,
                         name=name.strip()[:200], kind=kind, status="draft", slot_values=values,
                         sender_name=sender_name, sender_reply_to=reply_to, status_reason="",
@@ -146,6 +147,16 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
                               code="locked_content")
     _lock(campaign)
     content, timing = CONTENT_FIELDS & data.keys(), SCHEDULE_FIELDS & data.keys()
+    if campaign.status == "paused" and content == {"slot_values"} and not timing \
+            and values_problem(campaign):
+        # Paused because its values no longer fit (a mandatory new version, a compliance rule
+        # added after approval): the partner corrects them in place, then resumes. A campaign
+        # whose values fit stays frozen while paused, as it was approved.
+        campaign.slot_values = clean_campaign_values(data["slot_values"],
+                                                     campaign_versions(campaign),
+                                                     campaign.journey_id)
+        db.session.commit()
+        return campaign
     if content and allowed(campaign, "unschedule"):
         raise StateError(_("Its content is locked while it waits to go out. Move it back to "
                            "draft first, change it, then launch it again."),
@@ -159,7 +170,8 @@ def update_campaign(campaign: Campaign, user: User, data: dict) -> Campaign:
     journey = db.session.get(Journey, campaign.journey_id)
     versions = campaign_versions(campaign, journey)
     if "slot_values" in data:
-        campaign.slot_values = clean_campaign_values(data["slot_values"], versions)
+        campaign.slot_values = clean_campaign_values(data["slot_values"], versions,
+                                                     campaign.journey_id)
     if "sender" in data:
         campaign.sender_name, campaign.sender_reply_to = clean_sender(data["sender"], partner,
                                                                       user)
@@ -248,6 +260,10 @@ def _launch(campaign: Campaign) -> str:
     journey = db.session.get(Journey, campaign.journey_id)
     if journey is None or not journey_states.allowed(journey, "pick"):
         raise StateError("The journey is no longer published; this campaign cannot launch.")
+    problem = values_problem(campaign)
+    if problem:  # moved to a new journey version whose slots its values no longer fit
+        raise ValidationError(_("Some values no longer fit the journey: %(p)s.", p=problem),
+                              {"slot_values": problem})
     if journey.requires_approval:
         apply(campaign, "submit")
         db.session.flush()
@@ -278,12 +294,30 @@ def launch_campaign(campaign: Campaign, data: dict | None = None) -> str:
     return status
 
 
+def rules_problem(campaign: Campaign) -> str:
+    """Say in words how a campaign's values or overrides break the brand's rules ('' if not)."""
+    versions = campaign_versions(campaign)
+    rules = compliance.rules_for(campaign.journey_id)
+    if not rules:
+        return ""
+    problems = compliance.step_problems(campaign.slot_values, versions, rules)
+    for overrides in db.session.scalars(select(CampaignMember.overrides).where(
+            CampaignMember.campaign_id == campaign.id)):
+        problems.update(compliance.step_problems(overrides or {}, versions, rules))
+    return compliance.in_words(problems, versions)
+
+
 def approve_campaign(campaign: Campaign, user: User) -> Campaign:
     """Approve a pending campaign (brand roles) and schedule it.
 
     It then waits for its send time; approved after that time has passed, it starts at once.
     """
     _lock(campaign)
+    if allowed(campaign, "approve"):
+        problem = rules_problem(campaign)
+        if problem:
+            raise StateError(_("It breaks the brand's rules: %(p)s. Reject it with a reason.",
+                               p=problem), fields={"slot_values": problem})
     apply(campaign, "approve")
     campaign.approved_by = user.id
     campaign.launched_at = clock.now()
@@ -299,6 +333,10 @@ def reject_campaign(campaign: Campaign, user: User, reason: Any) -> Campaign:
         raise ValidationError("Reason is too long.", {"reason": "at most 2000 characters"})
     apply(campaign, "reject", reason.strip())
     campaign.approved_by = None
+    # The next submission's approver sees what changed since, and why this one was refused.
+    campaign.previous_submission = {"slot_values": campaign.slot_values,
+                                    "reason": reason.strip(),
+                                    "rejected_at": clock.now().isoformat()}
     db.session.commit()
     return campaign
 
@@ -311,7 +349,12 @@ def pause_campaign(campaign: Campaign, reason: str = "paused by user") -> Campai
 
 
 def resume_campaign(campaign: Campaign) -> Campaign:
-    """Resume a paused campaign."""
+    """Resume a paused campaign (its values must fit its journey's version first)."""
+    if allowed(campaign, "resume"):
+        problem = values_problem(campaign)
+        if problem:
+            raise StateError(_("Correct the values first: %(p)s.", p=problem),
+                             fields={"slot_values": problem})
     apply(campaign, "resume", "resumed")
     db.session.commit()
     return campaign
@@ -345,6 +388,25 @@ def quick_send(partner: Partner, user: User, data: dict) -> tuple[Campaign, dict
     return campaign, result
 
 
+def _since_rejection(campaign: Campaign, versions: list) -> dict | None:
+    """What changed since the brand last rejected this campaign, and the reason it gave."""
+    before = campaign.previous_submission
+    if not before:
+        return None
+    old = before.get("slot_values") or {}
+    changed = []
+    for i, version in enumerate(versions):
+        for slot in version.slots:
+            name = slot["name"]
+            was = (old.get(str(i)) or {}).get(name, slot.get("default", ""))
+            now = (campaign.slot_values.get(str(i)) or {}).get(name, slot.get("default", ""))
+            if was != now:
+                changed.append({"step": i, "slot": name, "label": slot.get("label", name),
+                                "before": was, "after": now})
+    return {"reason": before.get("reason", ""), "rejected_at": before.get("rejected_at"),
+            "slots": changed}
+
+
 def campaign_changes(campaign: Campaign) -> dict:
     """Return only what differs from the journey's defaults (what an approver must review)."""
     versions = campaign_versions(campaign)
@@ -372,6 +434,7 @@ def campaign_changes(campaign: Campaign) -> dict:
     return {
         "campaign_id": campaign.id,
         "journey_id": campaign.journey_id,
+        "previous": _since_rejection(campaign, versions),
         "sender": {"name": campaign.sender_name, "reply_to": campaign.sender_reply_to},
         "steps": steps,
         "overrides": {"members": members_with_overrides, "slots": overridden},

@@ -115,10 +115,32 @@ class Campaign(db.Model):
     # The launcher (web/launcher.py): how many of its four steps (campaign, audience,
     # personalize, preview & send) the partner has completed; a draft reopens at the next one.
     launch_steps_done: Mapped[int] = mapped_column(default=0)
+    # The submission the brand last rejected: {"slot_values": ..., "reason": ...}, so the
+    # approver of the next submission sees what changed since and why it was refused.
+    previous_submission: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 
     members: Mapped[list[CampaignMember]] = relationship(back_populates="campaign")
+
+
+COMPLIANCE_KINDS = ("phrase", "regex", "image_domain")
+
+
+class ComplianceRule(db.Model):
+    """A brand rule on partners' text (campaigns.compliance): every journey, or one."""
+
+    __tablename__ = "compliance_rules"
+    __table_args__ = (CheckConstraint(f"kind IN {COMPLIANCE_KINDS!r}", name="kind_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    pattern: Mapped[str] = mapped_column(String(500))
+    message: Mapped[str] = mapped_column(String(500))
+    journey_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journeys.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
 
 class CampaignMember(db.Model):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from accounts import invitations
+from accounts import invitations, lists
 from accounts.models import Invitation, Partner, User
 from accounts.services import create_partner
 from core.db import db
@@ -280,6 +280,11 @@ def plan_partner_import(data: bytes) -> list[ImportRow]:
             elif len(value) > limit:
                 row.problems.append(_("%(column)s is longer than %(n)s characters",
                                       column=label, n=limit))
+            elif key in lists.KINDS:  # from the brand's lists, spelled as the list spells it
+                try:
+                    setattr(row, key, lists.canonical(key, [value], key)[0])
+                except ValidationError as err:
+                    row.problems.append(err.fields[key])
         if row.name and sender_name_problem(row.name):
             row.problems.append(_("the partner name cannot be used as a sender name: %(why)s",
                                   why=sender_name_problem(row.name)))

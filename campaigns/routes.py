@@ -17,6 +17,7 @@ from accounts.auth import (
 from accounts.models import Partner
 from campaigns import (
     audiences,
+    compliance,
     consent,
     contacts,
     csv_files,
@@ -27,6 +28,7 @@ from campaigns import (
     schedule,
     sharing,
     testsend,
+    versions,
 )
 from campaigns import contacts_import as imports
 from campaigns.models import CAMPAIGN_STATUSES, Campaign, ImportJob
@@ -35,6 +37,8 @@ from core.db import db
 from core.errors import BadRequest, NotFound, TooLarge, ValidationError
 from core.i18n import _
 from core.validate import int_arg, json_body, page_args, parse_json
+from journeys import routes as journey_routes
+from journeys import services as journey_services
 
 bp = Blueprint("campaigns", __name__)
 
@@ -424,3 +428,41 @@ def quick_send():
 @require_roles(*PARTNER)  # a message is per-recipient data: the owning partner's only
 def get_message(message_id: int):
     return jsonify(messages.message_json(visible(messages.get_send(message_id), "Message")))
+
+
+@bp.post("/api/journeys/<int:journey_id>/publish")
+@require_roles(*BRAND)
+def publish_journey(journey_id: int):
+    data = json_body() if request.get_data(cache=True).strip() else {}  # the body is optional
+    move, mandatory = versions.publish_options(data)
+    journey, report = versions.publish_version(journey_id, move, mandatory)
+    return jsonify({**journey_routes.journey_json(journey),
+                    "partners_reached": journey_services.partners_reached(journey),
+                    "campaigns": report.to_dict()})
+
+
+# --- the brand's compliance rules (campaigns/compliance.py) ----------------------------------
+
+def rule_json(rule) -> dict:
+    return {"id": rule.id, "kind": rule.kind, "pattern": rule.pattern, "message": rule.message,
+            "journey_id": rule.journey_id, "created_at": rule.created_at.isoformat()}
+
+
+@bp.get("/api/compliance-rules")
+@require_roles(*BRAND)
+def list_compliance_rules():
+    return jsonify({"items": [rule_json(r) for r in compliance.list_rules()]})
+
+
+@bp.post("/api/compliance-rules")
+@require_roles(*BRAND)
+def add_compliance_rule():
+    rule = compliance.add_rule(json_body(), created_by=current_user().id)
+    return jsonify(rule_json(rule)), 201
+
+
+@bp.delete("/api/compliance-rules/<int:rule_id>")
+@require_roles(*BRAND)
+def delete_compliance_rule(rule_id: int):
+    compliance.delete_rule(rule_id)
+    return "", 204

@@ -30,12 +30,13 @@ from rq import Queue
 from sqlalchemy import select
 
 from accounts.models import Partner
-from campaigns import ledger
+from campaigns import compliance, ledger
 from campaigns.members import member_overrides
 from campaigns.models import Campaign, CampaignMember, Contact
 from core import clock
 from core.db import db
 from core.errors import NotFound
+from core.i18n import _
 from core.tokens import HONEYPOT_LINK, make_token
 from core.validate import is_http_url
 from delivery.backends import delivery_backend, drop_backend
@@ -293,7 +294,7 @@ def _deliver_claimed(claimed: list[ledger.Claimed], config: Mapping, stop_at: fl
     brand_name = str(config["BRAND_NAME"])
     brand_address = str(config["BRAND_FROM_EMAIL"])
     backend = delivery_backend(config)
-    remaining = list(allowed)
+    remaining = _hold_back(allowed, campaigns, overrides, versions, counts)
     try:
         while remaining:
             if not heartbeat.holds():
@@ -370,6 +371,51 @@ def _deliver_claimed(claimed: list[ledger.Claimed], config: Mapping, stop_at: fl
         raise
     log.info("batch of %s: %s", len(claimed), dict(counts))
     return dict(counts)
+
+
+def _hold_back(rows: list[ledger.Claimed], campaigns: dict[int, Campaign],
+               overrides: dict[tuple[int, int], dict], versions: dict[int, TemplateVersion],
+               counts: dict[str, int]) -> list[ledger.Claimed]:
+    """Keep back what breaks the brand's compliance rules (campaigns.compliance); return the rest.
+
+    A rule may have been added after the campaign was approved. When the campaign's own values
+    break one, the campaign is paused with the reason (the partner corrects them, then
+    resumes) and its rows go back to the queue; when only a member's override does, that one
+    message is not sent (failed, with the reason).
+    """
+    rules: dict[int, list] = {}
+    paused: dict[int, str] = {}
+    kept, back, refused = [], [], []
+    for row in rows:
+        campaign = campaigns[row.campaign_id]
+        if campaign.journey_id not in rules:
+            rules[campaign.journey_id] = compliance.rules_for(campaign.journey_id)
+        if row.campaign_id in paused:
+            back.append(row)
+            continue
+        own_problem, member_problem = compliance.send_problem(
+            campaign.slot_values, overrides.get((row.campaign_id, row.contact_id), {}),
+            row.step_index, versions[row.template_version_id], rules[campaign.journey_id])
+        if own_problem:
+            paused[row.campaign_id] = own_problem
+            back.append(row)
+        elif member_problem:
+            refused.append(ledger.Outcome(row, "permanent", error=_(
+                "Held back by the brand's rules: %(p)s", p=member_problem)[:500]))
+        else:
+            kept.append(row)
+    if not (back or refused):
+        return kept
+    with _PhaseTimer("db"):
+        for campaign_id, problem in paused.items():
+            ledger.pause_campaign(campaign_id, _(
+                "Held back: your values break the brand's rules (%(p)s). Correct them, then "
+                "resume the campaign.", p=problem))
+        counts["held_back"] += len(back) + len(refused)
+        ledger.release_claims(back)
+        for status, n in ledger.record_outcomes(refused, campaigns).items():
+            counts[status] += n
+    return kept
 
 
 # --------------------------------------------------------------------------- 3. one message

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from accounts.models import Partner, User
+from campaigns import compliance
 from campaigns.contacts import InvalidEmail, normalize_email
 from campaigns.models import Campaign
 from core.db import db
@@ -92,9 +93,12 @@ def _split_by_step(values: Any, versions: list[TemplateVersion], where: str,
     return out
 
 
-def clean_campaign_values(values: Any, versions: list[TemplateVersion]
-                          ) -> dict[str, dict[str, str]]:
-    """Validate slot values for every step; return {"i": cleaned} or raise one SlotError."""
+def clean_campaign_values(values: Any, versions: list[TemplateVersion],
+                          journey_id: int | None = None) -> dict[str, dict[str, str]]:
+    """Validate slot values for every step; return {"i": cleaned} or raise one SlotError.
+
+    The brand's compliance rules (brand-wide, and `journey_id`'s own) are checked too.
+    """
     problems: dict[str, str] = {}
     by_step = _split_by_step(values, versions, "slot_values", problems)
     cleaned: dict[str, dict[str, str]] = {}
@@ -107,6 +111,9 @@ def clean_campaign_values(values: Any, versions: list[TemplateVersion]
         except SlotError as err:
             for name, message in err.fields.items():
                 problems[f"steps.{i}.{name}"] = message
+    if not problems:
+        problems.update(compliance.step_problems(cleaned, versions,
+                                                 compliance.rules_for(journey_id)))
     if problems:
         raise SlotError("Some slot values are invalid.", problems)
     return cleaned
@@ -121,6 +128,7 @@ def clean_overrides(campaign: Campaign, raw: Any, versions: list[TemplateVersion
         raise ValidationError("Members are invalid.", {"overrides": "must be an object"})
     problems: dict[str, str] = {}
     out: dict[int, dict[str, dict[str, str]]] = {}
+    rules = compliance.rules_for(campaign.journey_id)
     for key, values in raw.items():
         try:
             contact_id = int(key)
@@ -151,6 +159,8 @@ def clean_overrides(campaign: Campaign, raw: Any, versions: list[TemplateVersion
                     problems[f"{where}.steps.{i}.{name}"] = message
                 continue
             stored[str(i)] = {name: cleaned[name] for name in own if name in cleaned}
+        problems.update(compliance.step_problems(stored, versions, rules,
+                                                 f"{where}.steps"))
         out[contact_id] = stored
     if problems:
         raise SlotError("Some member overrides are invalid.", problems)

@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from accounts import profile
+from accounts import lists, profile
 from accounts import services as accounts
 from accounts.models import Partner, User
 from campaigns.models import Contact
@@ -34,6 +34,9 @@ def seed_demo() -> list[tuple[str, str, str]]:
     Idempotent: existing users keep their data and get a fresh API token.
     """
     partners = {}
+    for kind, names in (("tier", ("Gold", "Silver")), ("region", ("North", "South"))):
+        for listed in names:
+            lists.add_name(kind, listed)
     for name, tier, region, site in (
         ("Northside Advisors", "gold", "north", "https://northside.example"),
         ("Harbor Financial", "silver", "south", "https://harbor.example"),

@@ -74,16 +74,24 @@ class Journey(db.Model):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     published_at: Mapped[datetime | None]
+    # Versions (journeys.versions): a new version is a draft copy of a published journey;
+    # `previous_id` names the journey it replaces once published, `version` counts from 1.
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     steps: Mapped[list[JourneyStep]] = relationship(
         back_populates="journey", order_by="JourneyStep.position", cascade="all, delete-orphan"
     )
 
     def matches(self, tier: str, region: str) -> bool:
-        """Tell whether a partner of `tier` and `region` is in this journey's audience."""
-        return (not self.audience_tiers or tier in self.audience_tiers) and (
-            not self.audience_regions or region in self.audience_regions
-        )
+        """Tell whether a partner of `tier` and `region` is in this journey's audience.
+
+        Names compare case-insensitively, as the brand's lists do (accounts.lists).
+        """
+        def within(value: str, names: list) -> bool:
+            return not names or (value or "").strip().lower() in {
+                n.strip().lower() for n in names}
+        return within(tier, self.audience_tiers) and within(region, self.audience_regions)
 
 
 class JourneyStep(db.Model):

@@ -136,6 +136,7 @@ def journey_json(j: Journey) -> dict:
             "audience": {"tiers": j.audience_tiers, "regions": j.audience_regions},
             "requires_approval": j.requires_approval, "quick_send": j.quick_send,
             "status": j.status, "steps": [step_json(s) for s in j.steps],
+            "version": j.version, "previous_id": j.previous_id,
             "created_at": j.created_at.isoformat(),
             "published_at": j.published_at.isoformat() if j.published_at else None}
 
@@ -184,10 +185,22 @@ def get_journey(journey_id: int):
     return jsonify(journey_json(services.get_journey(journey_id)))
 
 
-@bp.post("/api/journeys/<int:journey_id>/publish")
+# Publishing (POST /api/journeys/<id>/publish) may move partners' campaigns to a new
+# version, so it lives with the campaigns (campaigns/routes.py).
+
+
+@bp.post("/api/journeys/<int:journey_id>/versions")
 @require_roles(*BRAND)
-def publish_journey(journey_id: int):
-    return jsonify(journey_json(services.publish_journey(journey_id)))
+def new_version(journey_id: int):
+    journey = services.new_version(journey_id, created_by=current_user().id)
+    return jsonify(journey_json(journey)), 201
+
+
+@bp.post("/api/journeys/<int:journey_id>/duplicate")
+@require_roles(*BRAND)
+def duplicate_journey(journey_id: int):
+    journey = services.duplicate_journey(journey_id, created_by=current_user().id)
+    return jsonify(journey_json(journey)), 201
 
 
 @bp.post("/api/journeys/<int:journey_id>/archive")

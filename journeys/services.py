@@ -6,10 +6,12 @@ import math
 
 from sqlalchemy import func, select
 
+from accounts import lists
 from accounts.models import Partner
 from core import clock
 from core.db import db
 from core.errors import NotFound, StateError, TemplateError, ValidationError
+from core.i18n import _
 from core.validate import is_db_id
 from journeys import states
 from journeys.models import STEP_CONDITIONS, Journey, JourneyStep, Template, TemplateVersion
@@ -174,7 +176,8 @@ def _checked_steps(steps) -> list[dict]:
     return out
 
 
-def _journey_fields(name, description, category, tiers, regions) -> None:
+def _journey_fields(name, description, category, tiers, regions) -> tuple[list, list]:
+    """Check a journey's fields; return its audience spelled as the brand's lists do."""
     problems = {}
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         problems["name"] = "is required (at most 200 characters)"
@@ -185,8 +188,16 @@ def _journey_fields(name, description, category, tiers, regions) -> None:
     for key, value in (("audience.tiers", tiers), ("audience.regions", regions)):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             problems[key] = "must be a list of names"
+    audience = {"tier": tiers, "region": regions}
+    for kind, key in (("tier", "audience.tiers"), ("region", "audience.regions")):
+        if key not in problems:
+            try:
+                audience[kind] = lists.canonical(kind, audience[kind], key)
+            except ValidationError as err:
+                problems.update(err.fields)
     if problems:
         raise ValidationError("Journey is invalid.", problems)
+    return audience["tier"], audience["region"]
 
 
 def create_journey(*, name: str, description: str = "", category: str = "",
@@ -194,8 +205,7 @@ def create_journey(*, name: str, description: str = "", category: str = "",
                    requires_approval: bool = False, quick_send: bool = False,
                    steps: list, created_by: int | None = None) -> Journey:
     """Create a draft journey from ordered steps."""
-    tiers, regions = tiers or [], regions or []
-    _journey_fields(name, description, category, tiers, regions)
+    tiers, regions = _journey_fields(name, description, category, tiers or [], regions or [])
     checked = _checked_steps(steps)
     journey = Journey(name=name.strip(), description=description, category=category,
                       audience_tiers=tiers, audience_regions=regions,
@@ -213,9 +223,9 @@ def update_journey(journey_id: int, **fields) -> Journey:
     """Replace a draft journey's definition (published journeys are frozen)."""
     journey = get_journey(journey_id)
     states.require(journey, "edit")
-    tiers, regions = fields.get("tiers") or [], fields.get("regions") or []
-    _journey_fields(fields["name"], fields.get("description", ""), fields.get("category", ""),
-                    tiers, regions)
+    tiers, regions = _journey_fields(fields["name"], fields.get("description", ""),
+                                     fields.get("category", ""), fields.get("tiers") or [],
+                                     fields.get("regions") or [])
     checked = _checked_steps(fields["steps"])
     journey.name = fields["name"].strip()
     journey.description = fields.get("description", "")
@@ -232,8 +242,58 @@ def update_journey(journey_id: int, **fields) -> Journey:
     return journey
 
 
+def _copy(journey: Journey, **changes) -> Journey:
+    """Return a new draft journey with the same settings and steps (steps pin at publish)."""
+    copy = Journey(name=journey.name, description=journey.description,
+                   category=journey.category, audience_tiers=list(journey.audience_tiers or []),
+                   audience_regions=list(journey.audience_regions or []),
+                   requires_approval=journey.requires_approval, quick_send=journey.quick_send,
+                   status="draft", **changes)
+    copy.steps = [JourneyStep(position=s.position, template_id=s.template_id,
+                              delay_hours=s.delay_hours, condition=s.condition)
+                  for s in journey.steps]
+    db.session.add(copy)
+    db.session.commit()
+    return copy
+
+
+def draft_version_of(journey: Journey) -> Journey | None:
+    """Return the draft new version of a journey, if one is being prepared."""
+    return db.session.scalar(select(Journey).where(Journey.previous_id == journey.id,
+                                                   Journey.status == "draft").limit(1))
+
+
+def new_version(journey_id: int, created_by: int | None = None) -> Journey:
+    """Open a draft copy (steps, settings) of a published journey as its next version.
+
+    Publishing the copy replaces the journey (journeys.publish_journey archives it). One
+    draft version at a time: a second request answers 409 naming the open draft.
+    """
+    journey = get_journey(journey_id)
+    states.require(journey, "new_version")
+    existing = draft_version_of(journey)
+    if existing is not None:
+        raise StateError(_("Version %(n)d is already being prepared; open it instead.",
+                           n=existing.version), {"draft_id": str(existing.id)})
+    return _copy(journey, previous_id=journey.id, version=journey.version + 1,
+                 created_by=created_by)
+
+
+def duplicate_journey(journey_id: int, created_by: int | None = None) -> Journey:
+    """Copy any journey (steps, settings) as a new, separate draft journey."""
+    journey = get_journey(journey_id)
+    copy = _copy(journey, version=1, created_by=created_by)
+    copy.name = _("Copy of %(name)s", name=journey.name)[:200]
+    db.session.commit()
+    return copy
+
+
 def publish_journey(journey_id: int) -> Journey:
-    """Publish a journey, pinning each step to its template's newest published version."""
+    """Publish a journey, pinning each step to its template's newest published version.
+
+    A new version replaces the journey it was copied from: that one is archived (it leaves
+    the catalog; campaigns on it continue unless moved, see campaigns.versions).
+    """
     journey = get_journey(journey_id)
     states.require(journey, "publish")
     missing = {}
@@ -248,8 +308,16 @@ def publish_journey(journey_id: int) -> Journey:
         raise StateError("Publish the journey's templates first.", missing)
     states.apply(journey, "publish")
     journey.published_at = clock.now()
+    previous = db.session.get(Journey, journey.previous_id) if journey.previous_id else None
+    if previous is not None and states.allowed(previous, "archive"):
+        states.apply(previous, "archive")
     db.session.commit()
     return journey
+
+
+def partners_reached(journey: Journey) -> int:
+    """Count the partners the journey's audience reaches."""
+    return lists.partners_reached(journey.audience_tiers or [], journey.audience_regions or [])
 
 
 def archive_journey(journey_id: int) -> Journey:

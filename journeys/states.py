@@ -15,8 +15,9 @@ from journeys.models import Journey, TemplateVersion
 
 # action -> {from status: to status}
 JOURNEY_ACTIONS: dict[str, dict[str, str]] = {
-    # A published journey is frozen: change it by creating a new journey.
+    # A published journey is frozen: change it through a new version (a draft copy).
     "edit": {"draft": "draft"},
+    "new_version": {"published": "published"},
     "publish": {"draft": "published"},
     # Archiving takes a journey out of the catalog; its running campaigns continue.
     "archive": {"draft": "archived", "published": "archived"},
@@ -33,7 +34,9 @@ VERSION_ACTIONS: dict[str, dict[str, str]] = {
 
 # Why an action is refused, formatted with the journey or version as `it`.
 _REFUSALS: dict[tuple[type, str], str] = {
-    (Journey, "edit"): _l("Only draft journeys can be edited; create a new journey instead."),
+    (Journey, "edit"): _l("Only draft journeys can be edited; create a new version instead."),
+    (Journey, "new_version"):
+        _l("Journey is {it.status}; only a published journey gets a new version."),
     (Journey, "publish"): _l("Journey is {it.status}; only drafts can be published."),
     (Journey, "archive"): _l("Journey is already archived."),
     (Journey, "pick"): _l("Journey is {it.status}; only published journeys can be used."),

@@ -9,9 +9,20 @@ from accounts import services as accounts
 _seq = itertools.count(1)
 
 
+def listed(tiers=(), regions=()):
+    """Add tiers and regions to the brand's lists (a partner or audience may only name them)."""
+    from accounts import lists
+
+    for name in tiers:
+        lists.add_name("tier", name)
+    for name in regions:
+        lists.add_name("region", name)
+
+
 def make_partner(name: str | None = None, tier: str = "gold", region: str = "west", **extra):
-    """Create a partner."""
+    """Create a partner (its tier and region are added to the brand's lists first)."""
     n = next(_seq)
+    listed([tier], [region])
     return accounts.create_partner(name=name or f"Partner {n}", tier=tier, region=region, **extra)
 
 
@@ -87,6 +98,7 @@ def make_journey(steps: int = 1, requires_approval: bool = False, quick_send: bo
     from journeys import services as journeys
 
     templates = templates or [make_template() for _ in range(steps)]
+    listed(tiers or [], regions or [])
     delays = delays or [0] + [24] * (steps - 1)
     conditions = conditions or ["always"] * steps
     journey = journeys.create_journey(

@@ -42,6 +42,9 @@ def test_partner_crud_by_brand_admin(app, make_api):
     with app.app_context():
         _, token = make_user("brand_admin")
     api = make_api(token)
+    for path, name in (("/api/tiers", "Gold"), ("/api/tiers", "Silver"),
+                       ("/api/regions", "North")):
+        assert api.post(path, json={"name": name}).status_code == 201
     created = api.post(
         "/api/partners",
         json={
@@ -55,7 +58,7 @@ def test_partner_crud_by_brand_admin(app, make_api):
     pid = created.json["id"]
     assert api.get(f"/api/partners/{pid}").json["website"] == "https://n.example"
     patched = api.patch(f"/api/partners/{pid}", json={"phone": "555-0100", "tier": "silver"})
-    assert patched.status_code == 200 and patched.json["tier"] == "silver"
+    assert patched.status_code == 200 and patched.json["tier"] == "Silver"
     listing = api.get("/api/partners").json
     assert listing["total"] == 1 and listing["items"][0]["phone"] == "555-0100"
     assert api.get("/api/partners/9999").status_code == 404

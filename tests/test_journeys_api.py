@@ -54,7 +54,11 @@ def template_body(**changes) -> dict:
 @pytest.fixture
 def marketer(app, make_api):
     _, token = make_user("brand_marketer")
-    return make_api(token)
+    api = make_api(token)
+    # The audiences below name these; the brand lists them first (accounts.lists).
+    assert api.post("/api/tiers", json={"name": "Gold"}).status_code == 201
+    assert api.post("/api/regions", json={"name": "West"}).status_code == 201
+    return api
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import timedelta
 from accounts.models import Invitation, Partner, User
 from core import clock
 from core.db import db
-from tests.builders import make_partner, make_user
+from tests.builders import listed, make_partner, make_user
 from tests.network_helpers import mails_to, text_of
 from tests.test_accounts_sessions import is_signed_in, signed_in
 from tests.test_web_pages import PASSWORD
@@ -21,7 +21,8 @@ CSV = (b"partner name,tier,region,admin email\n"
        b"Summit Advisors,silver,east,bo@summit.example\n"
        b",gold,west,no-name@example.com\n"
        b"Harbor Wealth,gold,west,other@harbor.example\n"
-       b"Delta Plans,gold,south,not-an-email\n")
+       b"Delta Plans,gold,south,not-an-email\n"
+       b"Nowhere Ltd,platinum,west,nora@nowhere.example\n")
 
 
 def _csrf(html: str) -> str:
@@ -35,13 +36,15 @@ def _admin(app):
 
 def test_import_shows_a_dry_run_then_creates_and_invites(app, mailbox):
     client = _admin(app)
+    listed(["Gold", "silver"], ["west", "east", "south"])
     page = client.get("/brand/partners/import").get_data(as_text=True)
     check = client.post("/brand/partners/import", data={
         "csrf_token": _csrf(page), "file": (io.BytesIO(CSV), "partners.csv")},
         content_type="multipart/form-data")
     html = check.get_data(as_text=True)
     assert check.status_code == 200
-    assert "2 partners will be created" in html and "3 lines have problems" in html
+    assert "2 partners will be created" in html and "4 lines have problems" in html
+    assert "no such tier: “platinum”" in html  # tiers and regions come from the brand's lists
     assert "partner name is missing" in html and "earlier line" in html
     assert "not an email address" in html
     assert db.session.query(Partner).count() == 0 and not list(mailbox.glob("*.eml"))
@@ -49,8 +52,8 @@ def test_import_shows_a_dry_run_then_creates_and_invites(app, mailbox):
     done = client.post("/brand/partners/import/confirm", data={
         "csrf_token": _csrf(html), "csv_text": htmllib.unescape(csv_text)})
     assert done.status_code == 302
-    assert sorted(p.name for p in db.session.query(Partner)) == ["Harbor Wealth",
-                                                                "Summit Advisors"]
+    assert sorted((p.name, p.tier) for p in db.session.query(Partner)) == [
+        ("Harbor Wealth", "Gold"), ("Summit Advisors", "silver")]  # spelled as the list is
     [mail] = mails_to(mailbox, "ann@harbor.example")
     assert "Harbor Wealth" in text_of(mail)
     listing = client.get("/brand/partners").get_data(as_text=True)
@@ -177,6 +180,7 @@ def test_people_page_shows_pending_accepted_and_expired_invitations(app, make_ap
 def test_import_and_the_form_refuse_partner_names_that_look_like_addresses(app, mailbox):
     from campaigns import network
 
+    listed(["gold"], ["west"])
     [row] = network.plan_partner_import(
         b"partner name,tier,region,admin email\nBank <help@bank.example>,gold,west,a@b.example\n")
     assert not row.ok and "sender name" in row.problems[0]

@@ -253,6 +253,12 @@ def test_identity_and_partner_responses_match_the_document(app, make_api, spec):
     assert me.get_json()["partner_id"] == partner.id
     conforms(spec, "/api/me", "get", make_api(None).get("/api/me"))  # 401, error shape
 
+    conforms(spec, "/api/tiers", "post", brand.post("/api/tiers", json={"name": "Platinum"}))
+    conforms(spec, "/api/tiers", "post", brand.post("/api/tiers", json={"name": "GOLD"}))
+    conforms(spec, "/api/tiers", "get", brand.get("/api/tiers"))
+    conforms(spec, "/api/regions", "post", brand.post("/api/regions", json={"name": "North"}))
+    conforms(spec, "/api/regions", "post", brand.post("/api/regions", json={"name": ""}))
+    conforms(spec, "/api/regions", "get", brand.get("/api/regions"))
     created = brand.post("/api/partners", json={"name": "North", "tier": "gold",
                                                 "region": "north"})
     assert created.status_code == 201
@@ -312,8 +318,31 @@ def test_template_and_journey_responses_match_the_document(app, make_api, spec):
     conforms(spec, "/api/catalog", "get", catalog)
     assert [j["id"] for j in catalog.get_json()["items"]] == [journey_id]
     conforms(spec, "/api/catalog/{journey_id}", "get", own.get(f"/api/catalog/{journey_id}"))
+    new = brand.post(f"/api/journeys/{journey_id}/versions")
+    conforms(spec, "/api/journeys/{journey_id}/versions", "post", new)
+    conforms(spec, "/api/journeys/{journey_id}/versions", "post",
+             brand.post(f"/api/journeys/{journey_id}/versions"))  # 409: one is open
+    conforms(spec, "/api/journeys/{journey_id}/duplicate", "post",
+             brand.post(f"/api/journeys/{journey_id}/duplicate"))
+    conforms(spec, "/api/journeys/{journey_id}/publish", "post",
+             brand.post(f"/api/journeys/{new.get_json()['id']}/publish",
+                        json={"move_campaigns": "sideways"}))  # 422
+    conforms(spec, "/api/journeys/{journey_id}/publish", "post",
+             brand.post(f"/api/journeys/{new.get_json()['id']}/publish",
+                        json={"move_campaigns": "drafts_and_scheduled", "mandatory": True}))
     conforms(spec, "/api/journeys/{journey_id}/archive", "post",
-             brand.post(f"/api/journeys/{journey_id}/archive"))
+             brand.post(f"/api/journeys/{journey_id}/archive"))  # 409: the version replaced it
+    made = brand.post("/api/compliance-rules", json={
+        "kind": "phrase", "pattern": "guaranteed", "message": "No promises.",
+        "journey_id": journey_id})
+    conforms(spec, "/api/compliance-rules", "post", made)
+    conforms(spec, "/api/compliance-rules", "post", brand.post(
+        "/api/compliance-rules", json={"kind": "regex", "pattern": "(", "message": "m"}))
+    conforms(spec, "/api/compliance-rules", "get", brand.get("/api/compliance-rules"))
+    conforms(spec, "/api/compliance-rules/{rule_id}", "delete",
+             brand.delete(f"/api/compliance-rules/{made.get_json()['id']}"))
+    conforms(spec, "/api/compliance-rules/{rule_id}", "delete",
+             brand.delete(f"/api/compliance-rules/{made.get_json()['id']}"))  # 404
 
 
 def test_contact_campaign_and_analytics_responses_match_the_document(app, make_api, spec):

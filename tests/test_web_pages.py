@@ -8,6 +8,7 @@ import pytest
 
 from core.tokens import make_token
 from tests.builders import (
+    listed,
     make_campaign,
     make_contact,
     make_journey,
@@ -120,6 +121,7 @@ def test_api_and_one_click_routes_are_exempt_from_csrf(client, make_api):
     from core.db import db
 
     _, token = make_user("brand_admin")
+    listed(["gold"], ["west"])
     response = make_api(token).post("/api/partners", json={"name": "P", "tier": "gold",
                                                            "region": "west"})
     assert response.status_code == 201
@@ -200,15 +202,23 @@ def test_marketer_creates_publishes_template_and_journey(client, marketer):
     client.post(f"/brand/templates/{template_id}/publish", data={"csrf_token": token})
     assert journeys.published_version(template_id) is not None
 
+    listed(["gold", "silver"])
     response = client.post("/brand/journeys/new", data={
         "csrf_token": token, "name": "Welcome series", "category": "onboarding",
-        "tiers": "gold, silver", "regions": "", "requires_approval": "on",
+        "tiers": ["gold", "silver"], "requires_approval": "on",
         "step-0-template_id": str(template_id), "step-0-delay_hours": "0",
         "step-0-when": "always", "step-1-template_id": str(template_id),
         "step-1-delay_hours": "48", "step-1-when": "not_opened"})
     assert response.status_code == 302
     journey_id = int(response.headers["Location"].rsplit("/", 1)[1])
-    client.post(f"/brand/journeys/{journey_id}/publish", data={"csrf_token": token})
+    # No partner is in gold or silver yet: publishing asks first, and publishes on "anyway".
+    asked = client.post(f"/brand/journeys/{journey_id}/publish", data={"csrf_token": token})
+    assert asked.status_code == 302 and "confirm=none" in asked.headers["Location"]
+    assert journeys.get_journey(journey_id).status == "draft"
+    page = client.get(asked.headers["Location"]).get_data(as_text=True)
+    assert "No partner is in gold, silver/every region yet: publish anyway?" in page
+    client.post(f"/brand/journeys/{journey_id}/publish", data={"csrf_token": token,
+                                                                "anyway": "1"})
     journey = journeys.get_journey(journey_id)
     assert journey.status == "published" and journey.requires_approval
     assert journey.audience_tiers == ["gold", "silver"]

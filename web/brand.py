@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
+from accounts import lists
 from accounts import profile as profiles
 from accounts.auth import BRAND, require_roles, visible
 from accounts.services import get_partner
-from campaigns import lifecycle
+from campaigns import compliance, lifecycle, versions
 from core.errors import DomainError, StateError
+from core.i18n import _, ngettext
+from core.i18n import lazy_gettext as _l
 from core.validate import int_arg
 from journeys import services as journeys
 from personalization.preview import preview_source, preview_version, sample_inputs
@@ -146,8 +149,8 @@ def _journey_source() -> dict:
     return {"name": request.form.get("name", ""),
             "description": request.form.get("description", ""),
             "category": request.form.get("category", ""),
-            "tiers": forms.split_list(request.form.get("tiers", "")),
-            "regions": forms.split_list(request.form.get("regions", "")),
+            "tiers": request.form.getlist("tiers"),
+            "regions": request.form.getlist("regions"),
             "requires_approval": request.form.get("requires_approval") == "on",
             "quick_send": request.form.get("quick_send") == "on",
             "steps": forms.steps_from_form(request.form)}
@@ -156,10 +159,53 @@ def _journey_source() -> dict:
 def _builder(source: dict, *, journey=None, errors: dict | None = None, status: int = 200):
     templates, _ = journeys.list_templates(1, 500)
     steps = source["steps"] or [{"template_id": "", "delay_hours": 0, "when": "always"}]
+    reached = journeys.partners_reached(journey) if journey else None
+    move_counts = versions.campaign_counts(journey.previous_id) if journey and \
+        journey.previous_id and journey.status == "draft" else None
+    draft_version = journeys.draft_version_of(journey) if journey else None
     return render_template("web/journey_edit.html", source=source, journey=journey,
                            steps=steps, templates=templates, errors=errors or {},
+                           tiers=lists.names("tier"), regions=lists.names("region"),
+                           reached=reached, audience_words=_audience_words(journey),
+                           move_counts=move_counts, draft_version=draft_version,
+                           confirm_none=request.args.get("confirm") == "none",
                            conditions=("always", "opened", "not_opened", "clicked",
                                        "not_clicked")), status
+
+
+def _audience_words(journey) -> str:
+    """Name a journey's audience in words: "Gold/West", "Gold, every region"."""
+    if journey is None:
+        return ""
+    tiers = ", ".join(journey.audience_tiers) or _("every tier")
+    regions = ", ".join(journey.audience_regions) or _("every region")
+    return f"{tiers}/{regions}"
+
+
+@bp.route("/brand/audience-lists", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def audience_lists():
+    """The brand's tiers and regions: what partners are in and audiences pick from."""
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        kind = request.form.get("kind")
+        if kind not in lists.KINDS:
+            kind = "tier"
+        try:
+            entry, created = lists.add_name(kind, request.form.get("name", ""))
+        except DomainError as err:
+            errors[kind] = err.fields.get("name", err.message)
+            status = 422
+        else:
+            flash(_("“%(name)s” added.", name=entry.name) if created else
+                  _("“%(name)s” is already in the list.", name=entry.name), "ok")
+            return redirect(url_for("web.audience_lists"))
+    return render_template(
+        "web/audience_lists.html", errors=errors,
+        groups=[("tier", _("Tiers"), lists.names("tier"), lists.usage("tier")),
+                ("region", _("Regions"), lists.names("region"), lists.usage("region"))],
+    ), status
 
 
 @bp.get("/brand/journeys")
@@ -218,8 +264,27 @@ def journey_edit(journey_id: int):
 def journey_action(journey_id: int, action: str):
     try:
         if action == "publish":
-            journeys.publish_journey(journey_id)
-            flash("Journey published: matching partners now see it in their showroom.", "ok")
+            journey = journeys.get_journey(journey_id)
+            if journeys.partners_reached(journey) == 0 and request.form.get("anyway") != "1":
+                # Nobody would see it: ask first (the page shows the question).
+                return redirect(url_for("web.journey_edit", journey_id=journey_id,
+                                        confirm="none", **{
+                                            k: request.form[k] for k in (
+                                                "move_campaigns", "mandatory")
+                                            if k in request.form}))
+            move = request.form.get("move_campaigns", "none")
+            journey, report = versions.publish_version(
+                journey_id, move if move in versions.MOVES else "none",
+                request.form.get("mandatory") == "on")
+            reached = journeys.partners_reached(journey)
+            flash(ngettext("Journey published: %(num)d partner now sees it in the showroom.",
+                           "Journey published: %(num)d partners now see it in the showroom.",
+                           reached), "ok")
+            if journey.previous_id:
+                flash(_("Campaigns moved to version %(v)d: %(moved)d; moved but waiting for "
+                        "the partner to correct values: %(stopped)d; left on the earlier "
+                        "version: %(left)d.", v=journey.version, moved=len(report.moved),
+                        stopped=len(report.stopped), left=len(report.left)), "ok")
         else:
             journeys.archive_journey(journey_id)
             flash("Journey archived.", "ok")
@@ -227,6 +292,64 @@ def journey_action(journey_id: int, action: str):
         flash(err.message, "error")  # the message says it all; fields only repeat the status
     return redirect(safe_next(request.form.get("back"))
                     or url_for("web.journey_edit", journey_id=journey_id))
+
+
+@bp.post("/brand/journeys/<int:journey_id>/<any(new_version, duplicate):action>")
+@require_roles(*BRAND)
+def journey_copy(journey_id: int, action: str):
+    try:
+        if action == "new_version":
+            copy = journeys.new_version(journey_id, created_by=me().id)
+            flash(_("Version %(n)d opened as a draft: change it, then publish it.",
+                    n=copy.version), "ok")
+        else:
+            copy = journeys.duplicate_journey(journey_id, created_by=me().id)
+            flash(_("Copied as a new draft journey."), "ok")
+    except StateError as err:
+        flash(err.message, "error")
+        return redirect(url_for("web.journey_edit", journey_id=journey_id))
+    return redirect(url_for("web.journey_edit", journey_id=copy.id))
+
+
+# --- compliance rules -----------------------------------------------------------------------
+
+RULE_KINDS = {"phrase": _l("Restricted phrase"),
+              "regex": _l("Restricted pattern (regular expression)"),
+              "image_domain": _l("Allowed image domain")}
+
+
+@bp.route("/brand/compliance", methods=["GET", "POST"])
+@require_roles(*BRAND)
+def compliance_rules():
+    """The brand's rules on partners' text: add, list, delete."""
+    errors: dict[str, str] = {}
+    form = {"kind": "phrase", "pattern": "", "message": "", "journey_id": ""}
+    status = 200
+    if request.method == "POST":
+        form = {k: request.form.get(k, "") for k in form}
+        data = {"kind": form["kind"], "pattern": form["pattern"], "message": form["message"]}
+        if form["journey_id"]:
+            data["journey_id"] = int(form["journey_id"]) if form["journey_id"].isdigit() else -1
+        try:
+            compliance.add_rule(data, created_by=me().id)
+        except DomainError as err:
+            errors, status = err.fields or {"rule": err.message}, err.status
+        else:
+            flash(_("Rule added: it applies from now on, to saved values and to sends."), "ok")
+            return redirect(url_for("web.compliance_rules"))
+    rows, _total = journeys.list_journeys(None, 1, 500)
+    names = {j.id: j.name for j in rows}
+    return render_template("web/compliance.html", rules=compliance.list_rules(), errors=errors,
+                           form=form, kinds=RULE_KINDS, journeys=rows, journey_names=names
+                           ), status
+
+
+@bp.post("/brand/compliance/<int:rule_id>/delete")
+@require_roles(*BRAND)
+def compliance_rule_delete(rule_id: int):
+    compliance.delete_rule(rule_id)
+    flash(_("Rule deleted."), "ok")
+    return redirect(url_for("web.compliance_rules"))
 
 
 # --- approvals ------------------------------------------------------------------------------

@@ -8,7 +8,16 @@ from flask_babel import get_locale
 
 from accounts import services as accounts
 from accounts.auth import ANY, PARTNER, require_roles, visible, visible_recipient
-from campaigns import audiences, lifecycle, members, messages, schedule, testsend, values
+from campaigns import (
+    audiences,
+    lifecycle,
+    members,
+    messages,
+    schedule,
+    testsend,
+    values,
+    versions,
+)
 from campaigns import contacts as contacts_service
 from campaigns.models import Campaign
 from campaigns.sending import preview_campaign
@@ -126,9 +135,11 @@ def campaign_edit(campaign_id: int):
     steps = _steps(journey, campaign.kind)
     values, sender = _values_from_form(steps), _sender_from_form()
     name = request.form.get("name", "")
+    # A campaign paused by a mandatory journey version takes corrected values only.
+    changes = {"slot_values": values} if campaign.status == "paused" else {
+        "name": name, "slot_values": values, "sender": sender}
     try:
-        lifecycle.update_campaign(campaign, me(), {"name": name, "slot_values": values,
-                                                   "sender": sender})
+        lifecycle.update_campaign(campaign, me(), changes)
     except DomainError as err:
         return _personalize_page(journey, partner, campaign=campaign, values=values,
                                  sender=sender, name=name,
@@ -248,8 +259,10 @@ def _campaign_page(campaign: Campaign, *, added: dict | None = None,
                              "reason": row["reason"]})
     member_total = members.member_count(campaign.id)
     last_test = testsend.last_test(campaign)
+    values_problem = versions.values_problem(campaign) if campaign.status in (
+        "draft", "paused") else ""
     return render_template(
-        "web/campaign.html", campaign=campaign, journey=journey,
+        "web/campaign.html", campaign=campaign, journey=journey, values_problem=values_problem,
         counts=messages.message_counts(campaign.id),
         members=member_total, steps=lifecycle.step_count(campaign),
         send_time=send_time_words(campaign.send_at, campaign.timezone)

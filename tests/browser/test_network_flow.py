@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import snap, user_with_password
+from tests.builders import listed
 from tests.network_helpers import link_in, mails_to
 
 pytestmark = pytest.mark.browser
@@ -31,6 +32,7 @@ def _only_mail(mailbox, address: str, count: int = 1):
 
 def test_brand_imports_partners_who_join_invite_reset_and_get_disabled(app, people, mailbox,
                                                                        tmp_path):
+    listed(["gold", "silver"], ["west", "east", "south"])  # the brand's tiers and regions
     boss = user_with_password("brand_admin")
     b = people(boss.email)
     page = b.page

@@ -41,6 +41,7 @@ def test_marketer_authors_template_and_journey(app, people):
     from journeys import services as journeys
 
     marketer = user_with_password("brand_marketer")
+    make_partner(name="Harbor Advisors", tier="gold")  # lists the tier "gold"
     m = people(marketer.email)
     page = m.page
     expect(page).to_have_url(re.compile(r"/brand$"))
@@ -72,7 +73,7 @@ def test_marketer_authors_template_and_journey(app, people):
     page.fill("input[name=name]", "Spring series")
     page.fill("input[name=category]", "Seasonal")
     page.fill("textarea[name=description]", "Two mails for the spring offer.")
-    page.fill("input[name=tiers]", "gold")
+    page.check("input[name=tiers][value=gold]")
     page.check("input[name=requires_approval]")
     page.select_option("select[name=step-0-template_id]", str(template_id))
     page.click("button:text('Add step')")
@@ -81,8 +82,10 @@ def test_marketer_authors_template_and_journey(app, people):
     page.select_option("select[name=step-1-when]", "not_opened")
     page.click("button:text('Save draft')")
     expect(page.locator(".flash.ok")).to_contain_text("Journey saved")
+    expect(page.locator("#reach")).to_contain_text("reaches 1 partner")
     page.click("button:text('Publish')")
     expect(page.locator("h1 .badge")).to_have_text("published")
+    expect(page.locator(".flash.ok")).to_contain_text("1 partner now sees it")
 
     journey = journeys.list_journeys("published")[0][0]
     assert journey.audience_tiers == ["gold"] and journey.requires_approval
