@@ -295,6 +295,26 @@ def member_overrides(campaign_id: int, contact_id: int) -> dict:
     return overrides or {}
 
 
+def set_member_overrides(campaign: Campaign, contact_id: int, values: dict) -> dict:
+    """Give one member of a draft campaign their own slot values ({"step": {slot: value}}).
+
+    Empty `values` puts the member back on the campaign's values. The values are checked like
+    the campaign's own (limits, sanitizing, the brand's rules); returns what is stored.
+    """
+    require_editable(campaign)
+    member = db.session.scalar(select(CampaignMember).where(
+        CampaignMember.campaign_id == campaign.id, CampaignMember.contact_id == contact_id))
+    if member is None:
+        raise NotFound(_("This client is not in the campaign."))
+    cleaned = (clean_overrides(campaign, {contact_id: values}, campaign_versions(campaign))
+               if values else {})
+    member.overrides = cleaned.get(contact_id, {})
+    if allowed(campaign, "edit"):
+        apply(campaign, "edit", "edited after rejection")
+    db.session.commit()
+    return member.overrides
+
+
 def member_count(campaign_id: int) -> int:
     """Count a campaign's members."""
     return db.session.scalar(

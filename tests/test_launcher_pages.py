@@ -255,3 +255,52 @@ def test_another_partners_campaign_is_not_found_in_the_launcher(app, client):
     assert other.get(f"/partner/campaigns/{campaign.id}/launch/audience/left-out.csv"
                      ).status_code == 404
     assert members.member_count(campaign.id) == 0
+
+
+def test_one_client_gets_their_own_words_and_can_go_back_to_the_campaigns(app, client):
+    campaign, token = _to_send_step(client)
+    people = sorted(db.session.scalars(
+        db.select(CampaignMember.contact_id).where(CampaignMember.campaign_id == campaign.id)))
+    chosen, other = people[0], people[1]
+    page = client.get(f"/partner/campaigns/{campaign.id}/launch/send?contact_id={chosen}"
+                      ).get_data(as_text=True)
+    assert "Change the words for this client only" in page
+    assert 'name="o-headline" value="Hi"' in page  # starts from the campaign's words
+    saved = client.post(f"/partner/campaigns/{campaign.id}/launch/override", data={
+        "csrf_token": token, "contact_id": chosen, "step": "0", "action": "save",
+        "o-headline": "Hi Ann, as we discussed", "o-body": "<p>Body</p>"})
+    assert saved.status_code == 302
+    # Only what differs from the campaign is stored, and only for that client.
+    assert members.member_overrides(campaign.id, chosen) == {
+        "0": {"headline": "Hi Ann, as we discussed"}}
+    assert members.member_overrides(campaign.id, other) == {}
+    shown = client.get(f"/partner/campaigns/{campaign.id}/preview?contact_id={chosen}")
+    assert "Hi Ann, as we discussed" in shown.get_data(as_text=True)
+    assert "Hi Ann" not in client.get(
+        f"/partner/campaigns/{campaign.id}/preview?contact_id={other}").get_data(as_text=True)
+    page = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "gets their own words in this email" in page and "Own words" in page
+
+    too_long = client.post(f"/partner/campaigns/{campaign.id}/launch/override", data={
+        "csrf_token": token, "contact_id": chosen, "step": "0", "action": "save",
+        "o-headline": "x" * 81, "o-body": "<p>Body</p>"})
+    assert "Headline" in client.get(too_long.headers["Location"]).get_data(as_text=True)
+    assert members.member_overrides(campaign.id, chosen) == {
+        "0": {"headline": "Hi Ann, as we discussed"}}  # unchanged
+
+    client.post(f"/partner/campaigns/{campaign.id}/launch/override", data={
+        "csrf_token": token, "contact_id": chosen, "step": "0", "action": "reset"})
+    assert members.member_overrides(campaign.id, chosen) == {}
+
+
+def test_own_words_for_someone_outside_the_campaign_change_nothing(app, client):
+    campaign, token = _to_send_step(client)
+    stranger = make_contact(make_partner(), email="stranger@example.com")
+    answer = client.post(f"/partner/campaigns/{campaign.id}/launch/override", data={
+        "csrf_token": token, "contact_id": stranger.id, "step": "0", "action": "save",
+        "o-headline": "Hello"})
+    assert answer.status_code == 404
+    for bad in ("x", "99999999999999999999", "\x00"):
+        answer = client.post(f"/partner/campaigns/{campaign.id}/launch/override", data={
+            "csrf_token": token, "contact_id": bad, "step": "0", "o-headline": "Hello"})
+        assert answer.status_code in (400, 422)

@@ -29,7 +29,7 @@ from campaigns.states import EDITABLE
 from core import clock
 from core.errors import DomainError, ValidationError
 from core.i18n import _, lazy_gettext, ngettext
-from core.validate import MAX_PAGE, int_arg
+from core.validate import MAX_PAGE, int_arg, is_db_id
 from journeys import services as journeys
 from personalization.slots import removed_markup
 from web import labels
@@ -429,11 +429,13 @@ def _send_page(campaign: Campaign, *, form: dict | None = None, errors: dict | N
     rows, total = members.list_members(campaign.id, q, page, RECIPIENTS_PER_PAGE)
     shown_id = int_arg("contact_id") or (rows[0][0].id if rows else None)
     steps = lifecycle.step_count(campaign)
+    shown_step = int_arg("email", 0, minimum=0, maximum=steps - 1)
     last_test = testsend.last_test(campaign)
     return _render(
         campaign, "send", status, rows=rows, total=total, q=q, page=page,
         pages=max(1, -(-total // RECIPIENTS_PER_PAGE)), shown_id=shown_id,
-        shown_step=int_arg("email", 0, minimum=0, maximum=steps - 1),
+        shown_step=shown_step, own_words=_override_fields(campaign, shown_id, shown_step)
+        if any(c.id == shown_id for c, _s in rows) else [],
         steps=steps, flags=_flags(campaign, partner),
         locks=launch_checks.lock_status(campaign, partner, current_app.config),
         form=form or _schedule_defaults(campaign), errors=errors or {},
@@ -464,6 +466,61 @@ def _send_step(campaign: Campaign):
                           status=err.status if err.status >= 400 else 422)
     flash(launched_words(campaign, status), "ok")
     return redirect(url_for("web.campaign", campaign_id=campaign.id))
+
+
+# Slot kinds a partner may change for one client (links and images stay the campaign's).
+OVERRIDABLE = ("text", "richtext")
+
+
+def _override_fields(campaign: Campaign, contact_id: int | None, step: int) -> list[dict]:
+    """The shown email's changeable slots with the value this client gets now."""
+    versions = values.campaign_versions(campaign)
+    if contact_id is None or not 0 <= step < len(versions):
+        return []
+    own = members.member_overrides(campaign.id, contact_id).get(str(step), {})
+    shared = (campaign.slot_values or {}).get(str(step), {})
+    return [{"name": slot["name"], "label": slot.get("label") or slot["name"],
+             "type": slot["type"], "max_length": slot.get("max_length"),
+             "value": own.get(slot["name"], shared.get(slot["name"], slot.get("default", ""))),
+             "own": slot["name"] in own}
+            for slot in versions[step].slots if slot["type"] in OVERRIDABLE]
+
+
+@bp.post("/partner/campaigns/<int:campaign_id>/launch/override")
+@require_roles(*PARTNER)
+def launch_override(campaign_id: int):
+    """Save (or drop) one client's own words for one email of the campaign."""
+    campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
+    raw_id, raw_step = request.form.get("contact_id", ""), request.form.get("step", "0")
+    if not (raw_id.isdigit() and is_db_id(int(raw_id)) and raw_step.isdigit()
+            and len(raw_step) < 4):
+        raise ValidationError(_("Choose a client and an email."), {
+            "contact_id": _("must be one of the campaign's clients")})
+    step = int(raw_step)
+    contact = visible(contacts_service.get_contact(int(raw_id)), "Contact")
+    stored = members.member_overrides(campaign.id, contact.id)
+    if request.form.get("action") == "reset":
+        stored.pop(str(step), None)
+    else:
+        shared = (campaign.slot_values or {}).get(str(step), {})
+        changed = {f["name"]: request.form.get(f"o-{f['name']}", "")
+                   for f in _override_fields(campaign, contact.id, step)}
+        stored[str(step)] = {name: value for name, value in changed.items()
+                             if value != shared.get(name)}
+        if not stored[str(step)]:
+            stored.pop(str(step))
+    back = _step_url(campaign, "send", contact_id=contact.id, email=step) + "#shown"
+    try:
+        members.set_member_overrides(campaign, contact.id, stored)
+    except DomainError as err:
+        flash(_("Not saved: %(why)s", why="; ".join(
+            labels.field_errors_in_words(err.fields) or [err.message])), "error")
+        return redirect(back)
+    name = " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.email
+    flash(_("Saved: %(name)s gets their own words in this email.", name=name)
+          if str(step) in stored else
+          _("%(name)s gets the campaign's words again.", name=name), "ok")
+    return redirect(back)
 
 
 @bp.post("/partner/campaigns/<int:campaign_id>/launch/test-send")
