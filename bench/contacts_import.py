@@ -48,6 +48,7 @@ def main() -> int:
     os.environ["LASTMILE_INSTANCE"] = tempfile.mkdtemp()
     from sqlalchemy import delete
 
+    from accounts import lists
     from accounts import services as accounts
     from app import create_app
     from campaigns.contacts_import import import_contacts
@@ -59,6 +60,8 @@ def main() -> int:
     first_data, second_data = csv_bytes(rows), csv_bytes(rows, "Renamed")
     with app.app_context():
         migrate.upgrade(URL)
+        lists.add_name("tier", "gold")  # a partner's tier and region come from the brand's lists
+        lists.add_name("region", "west")
         partner = accounts.create_partner(name="Bench", tier="gold", region="west")
 
         def timed(data: bytes, **kw) -> tuple[float, object]:

@@ -54,6 +54,7 @@ def main() -> int:
     os.environ["LASTMILE_INSTANCE"] = tempfile.mkdtemp()
     from sqlalchemy import func, select, text
 
+    from accounts import lists
     from accounts import services as accounts
     from app import create_app
     from campaigns import contacts
@@ -65,6 +66,8 @@ def main() -> int:
     app = create_app({"DATABASE_URL": URL, "REDIS_URL": "", "SECRET_KEY": "bench"})
     with app.app_context():
         migrate.upgrade(URL)
+        lists.add_name("tier", "gold")  # a partner's tier and region come from the brand's lists
+        lists.add_name("region", "west")
         partner = accounts.create_partner(name="Bench", tier="gold", region="west")
         db.session.execute(text(
             "INSERT INTO contacts (partner_id, email, first_name, last_name, attributes, "

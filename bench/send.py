@@ -201,6 +201,7 @@ def prepare(env: dict[str, str], recipients: int) -> tuple[int, bytes]:
     import redis
     from sqlalchemy import insert
 
+    from accounts import lists
     from accounts import services as accounts
     from app import create_app
     from campaigns import lifecycle
@@ -217,6 +218,8 @@ def prepare(env: dict[str, str], recipients: int) -> tuple[int, bytes]:
     with app.app_context():
         migrate.upgrade(env["DATABASE_URL"])
         marketer, _ = accounts.create_user("marketer@acme.example", "brand_marketer", None)
+        lists.add_name("tier", "gold")  # a partner's tier and region come from the brand's lists
+        lists.add_name("region", "west")
         partner = accounts.create_partner(name="Harbor Advisors", tier="gold", region="west")
         user, _ = accounts.create_user("dana@harbor.example", "partner_admin", partner.id)
         version = journeys.create_template("Welcome", "Hello {{ contact.first_name }}", "",

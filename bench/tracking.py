@@ -278,10 +278,10 @@ INSERT INTO journey_steps (journey_id, position, template_id, template_version_i
     condition)
   SELECT g, 0, 1, 1, 0, 'always' FROM generate_series(1, 200) g;
 INSERT INTO campaigns (partner_id, journey_id, created_by, name, kind, status, slot_values,
-    sender_name, sender_reply_to, status_reason, recipient_timezone, launched_at, created_at,
-    updated_at)
+    sender_name, sender_reply_to, status_reason, recipient_timezone, launch_steps_done,
+    launched_at, created_at, updated_at)
   SELECT ((g - 1) % 20) + 1, g, 1, 'Campaign ' || g, 'journey', 'running', '{}', 'S', 's@x.test',
-         '', false, now() - interval '40 days', now(), now()
+         '', false, 4, now() - interval '40 days', now(), now()
   FROM generate_series(1, 200) g;
 INSERT INTO contacts (partner_id, email, first_name, last_name, attributes, consent,
     consent_source, created_at, updated_at)
