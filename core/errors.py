@@ -93,8 +93,14 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
+# Paths called by programs, not people: their failures answer in the JSON error shape. The
+# conversion pixel is one: a site's server builds and signs its URL, and its errors are
+# documented as JSON (web/openapi.yaml), not as a page.
+_JSON_PREFIXES = ("/api/", "/webhooks/", "/c.gif")
+
+
 def _wants_json() -> bool:
-    return request.path.startswith(("/api/", "/webhooks/")) or request.is_json
+    return request.path.startswith(_JSON_PREFIXES) or request.is_json
 
 
 def init_app(app: Flask) -> None:

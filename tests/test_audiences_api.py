@@ -228,6 +228,15 @@ def test_segments_are_partner_owned(world):
     assert api_a.get(path).json["count"] == 6
 
 
+def test_an_unknown_segment_id_is_a_documented_404(world, client):
+    # Found by tests/test_api_fuzz.py: the 404 was described in the text, not in the responses.
+    from tests.test_openapi import conforms
+
+    response = world["api_a"].get("/api/contacts", query_string={"segment_id": 512})
+    assert (response.status_code, response.json["error"]["code"]) == (404, "not_found")
+    conforms(client.get("/api/openapi.json").get_json(), "/api/contacts", "get", response)
+
+
 def test_members_by_filter_report_exclusions_by_reason(world):
     api = world["api_a"]
     journey = make_journey()

@@ -256,6 +256,18 @@ def test_the_signed_pixel_records_once_and_refuses_bad_signatures(brand, client,
     assert recorded() == 1
 
 
+def test_pixel_refusals_answer_in_the_documented_json_error_shape(brand, client, spec):
+    # Found by tests/test_api_fuzz.py: a refused pixel answered an HTML page, documented as JSON.
+    created = brand.post("/api/integration-keys", json={"name": "Static site"}).json
+    unsigned = {"key_id": str(created["id"]), "sig": "", "name": "", "external_id": ""}
+    for params in (unsigned, {**unsigned, "key_id": "999", "sig": "0" * 64}):
+        resp = client.get("/c.gif?" + urlencode(params))
+        assert (resp.status_code, resp.mimetype) == (401, "application/json"), params
+        assert resp.json["error"]["code"] == "unauthorized"
+        conforms(spec, "/c.gif", "get", resp)
+    assert recorded() == 0
+
+
 def test_click_id_parameter_placement_and_clean_urls(app, client, monkeypatch):
     add = conversions.with_click_id
     assert add("https://b.example/p", "lm_click", "T") == "https://b.example/p?lm_click=T"

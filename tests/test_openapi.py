@@ -137,6 +137,24 @@ def test_every_operation_has_success_security_and_its_errors(spec):
     assert not problems, "\n".join(problems)
 
 
+def test_free_text_inputs_document_the_unstorable_text_422(spec):
+    """core/validate.py refuses NUL or broken Unicode in any query argument, form field or JSON
+    text with 422 naming it: every operation taking a free-text (not integer, not enum) query
+    argument or a request body documents that 422."""
+    missing = []
+    for path, method, op in operations(spec):
+        params = [_deref(spec, p) for p in op.get("parameters", [])
+                  + spec["paths"][path].get("parameters", [])]
+        free = [p["name"] for p in params if p["in"] == "query"
+                and _deref(spec, p["schema"]).get("type") not in ("integer", "number")
+                and "enum" not in p["schema"]]
+        if "requestBody" in op:
+            free.append("request body")
+        if free and "422" not in op["responses"]:
+            missing.append(f"{method.upper()} {path} ({', '.join(free)})")
+    assert not missing, "no 422 documented for: " + "; ".join(missing)
+
+
 def test_shared_error_responses_all_have_the_error_shape(spec):
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]

@@ -74,6 +74,19 @@ def test_post_without_body_from_the_confirmation_form_also_works(client):
     assert len(suppressions()) == 1
 
 
+def test_unstorable_form_text_is_a_documented_422_and_unsubscribes_nobody(client):
+    # Found by tests/test_api_fuzz.py: an extra form field holding NUL answered undocumented 422.
+    from tests.test_openapi import conforms
+
+    send = make_sent_message()
+    resp = client.post(f"/u/{make_token(SECRET, 'unsubscribe', send.id)}",
+                       data={**ONE_CLICK, "note": "a\x00b"})
+    assert (resp.status_code, resp.mimetype) == (422, "text/html")
+    assert "<b>Note</b>: must not contain NUL" in resp.get_data(as_text=True)
+    conforms(client.get("/api/openapi.json").get_json(), "/u/{token}", "post", resp)
+    assert suppressions() == [] and unsubscribe_events() == 0
+
+
 def test_unsubscribed_contact_is_excluded_from_a_later_campaign(client):
     send = make_sent_message(email="leaver@example.com")
     contact = db.session.get(Contact, send.contact_id)

@@ -216,7 +216,7 @@ def handle_ses_notification(body: dict, message_id: str) -> dict:
 
 def handle(raw: bytes, allowed_topics: list[str]) -> dict:
     """Verify and apply one SNS POST body; raise BadRequest/Forbidden, return a summary."""
-    msg = parse_json(raw)  # 400 for invalid, too deeply nested or unstorable JSON
+    msg = parse_json(raw)  # 400 for invalid or too deep JSON, 422 for unstorable text
     if not isinstance(msg, dict) or not msg.get("MessageId") or not msg.get("Type"):
         raise BadRequest("Body must be an SNS JSON message.")
     verify(msg, allowed_topics)
