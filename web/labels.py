@@ -11,6 +11,7 @@ import re
 
 from flask_babel import format_currency
 
+from campaigns import members
 from core.i18n import _, lazy_gettext
 
 CAMPAIGN_STATUS = {
@@ -47,22 +48,9 @@ MESSAGE_COUNT = {
     "suppressed": lazy_gettext("cannot be emailed"),
 }
 
-EXCLUSION_REASON = {
-    "no_consent": lazy_gettext("No consent to email"),
-    "unsubscribed": lazy_gettext("Unsubscribed"),
-    "bounced": lazy_gettext("Email address bounced"),
-    "complained": lazy_gettext("Marked an email as spam"),
-    "manual": lazy_gettext("Blocked by the brand"),
-    "suppressed": lazy_gettext("Blocked by the brand"),
-    "duplicate": lazy_gettext("Already in this campaign"),
-    "already_member": lazy_gettext("Already in this campaign"),
-    "not_found": lazy_gettext("Contact not found (perhaps deleted)"),
-    # The brand's sharing rules (campaigns/sharing.py): never which partner mailed them.
-    "frequency_cap": lazy_gettext("Emailed often enough lately: the brand limits how many "
-                                  "emails one person gets"),
-    "recently_sent_by_another_partner": lazy_gettext("Recently got this journey from another "
-                                                     "partner of the brand"),
-}
+# Why a contact was left out: the words the API sends beside each code (campaigns.members),
+# the brand's sharing rules included (never which partner mailed them).
+EXCLUSION_REASON = members.EXCLUSION_LABELS
 
 MESSAGE_REASON = {
     "campaign_cancelled": lazy_gettext("the campaign was cancelled"),

@@ -24,7 +24,6 @@ from accounts.auth import PARTNER, require_roles, visible
 from campaigns import contacts as contacts_service
 from campaigns import launch_checks, lifecycle, members, schedule, testsend, values
 from campaigns.models import Campaign
-from campaigns.sending import preview_campaign
 from campaigns.states import EDITABLE
 from core import clock
 from core.errors import DomainError, ValidationError
@@ -33,13 +32,15 @@ from core.validate import MAX_PAGE, int_arg, is_db_id
 from journeys import services as journeys
 from personalization.slots import removed_markup
 from web import labels
-from web.base import bp, me, preview_problems, preview_response
+from web.base import bp, me, preview_problems
 from web.partner import (
     launch_confirmation,
     launched_words,
+    preview_target,
     schedule_data,
     schedule_form_from_request,
     send_time_words,
+    unsaved_preview,
 )
 
 STEPS = ("campaign", "audience", "personalize", "send")
@@ -350,23 +351,17 @@ def launch_preview(campaign_id: int):
     campaign = visible(lifecycle.get_campaign(campaign_id), "Campaign")
     partner = _partner()
     versions = _versions(campaign)
-    step = request.form.get("preview_step", "0")
-    step_index = int(step) if step.isdigit() and int(step) < len(versions) else 0
-    contact = None  # the sample contact
-    contact_id = request.form.get("preview_contact", "")
-    if contact_id.isdigit():
-        contact = visible(contacts_service.get_contact(int(contact_id)), "Contact")
+    step_index, contact = preview_target(partner, len(versions))
     try:
         slot_values = values.clean_campaign_values(_values_from_form(versions), versions)
     except DomainError as err:
         return preview_problems(_("Fix these values to see the preview:"), {
             labels.field_label(k, versions): v for k, v in (err.fields or {}).items()})
-    draft = Campaign(partner_id=partner.id, journey_id=campaign.journey_id, kind=campaign.kind,
-                     slot_values=slot_values, sender_name=campaign.sender_name,
-                     sender_reply_to=campaign.sender_reply_to)
-    shown = preview_campaign(draft, step_index, contact, partner, config=current_app.config,
-                             overrides={})
-    return preview_response(shown.html)
+    return unsaved_preview(Campaign(partner_id=partner.id, journey_id=campaign.journey_id,
+                                    kind=campaign.kind, slot_values=slot_values,
+                                    sender_name=campaign.sender_name,
+                                    sender_reply_to=campaign.sender_reply_to),
+                           step_index, contact, partner)
 
 
 @bp.post("/partner/campaigns/<int:campaign_id>/launch/validate")

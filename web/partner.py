@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from babel.dates import format_datetime
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import get_locale
 
 from accounts import services as accounts
@@ -19,7 +29,7 @@ from campaigns import (
     versions,
 )
 from campaigns import contacts as contacts_service
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Contact
 from campaigns.sending import preview_campaign
 from core import clock
 from core.errors import DomainError
@@ -169,12 +179,7 @@ def personalize_preview(journey_id: int):
     partner = _partner()
     journey = journeys.catalog_journey(journey_id, partner)
     steps = _steps(journey)
-    step = request.form.get("preview_step", "0")
-    step_index = int(step) if step.isdigit() and int(step) < len(steps) else 0
-    contact = None  # the sample contact
-    contact_id = request.form.get("preview_contact", "")
-    if contact_id.isdigit():
-        contact = visible_recipient(contacts_service.get_contact(int(contact_id)), partner.id)
+    step_index, contact = preview_target(partner, len(steps))
     try:
         slot_values = values.clean_campaign_values(_values_from_form(steps),
                                                    [s["version"] for s in steps])
@@ -183,9 +188,25 @@ def personalize_preview(journey_id: int):
         return preview_problems(_("Fix these values to see the preview:"), {
             labels.field_label(k, [s["version"] for s in steps]): v
             for k, v in (err.fields or {}).items()})
-    # An unsaved campaign (never added to the session) previews exactly as it would be sent.
-    draft = Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
-                     slot_values=slot_values, sender_name=sender_name, sender_reply_to=reply_to)
+    return unsaved_preview(Campaign(partner_id=partner.id, journey_id=journey.id, kind="journey",
+                                    slot_values=slot_values, sender_name=sender_name,
+                                    sender_reply_to=reply_to), step_index, contact, partner)
+
+
+def preview_target(partner, steps: int) -> tuple[int, Contact | None]:  # noqa: ANN001
+    """The step and recipient a preview form asks for (the sample contact when none)."""
+    step = request.form.get("preview_step", "0")
+    step_index = int(step) if step.isdigit() and len(step) < 4 and int(step) < steps else 0
+    contact_id = request.form.get("preview_contact", "")
+    contact = (visible_recipient(contacts_service.get_contact(int(contact_id)), partner.id)
+               if contact_id.isdigit() and len(contact_id) < 19 else None)
+    return step_index, contact
+
+
+def unsaved_preview(draft: Campaign, step_index: int, contact: Contact | None,
+                    partner) -> Response:  # noqa: ANN001
+    """Render a campaign that is never saved (not added to the session) exactly as it would be
+    sent: the live preview of values being typed."""
     shown = preview_campaign(draft, step_index, contact, partner, config=current_app.config,
                              overrides={})
     return preview_response(shown.html)
