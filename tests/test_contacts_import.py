@@ -25,7 +25,7 @@ from campaigns.models import Contact, ImportChunk, ImportJob
 from core import clock
 from core.db import db
 from core.errors import TooLarge
-from tests.builders import make_contact, make_partner, make_user, run_import_jobs
+from tests.builders import listed, make_contact, make_partner, make_user, run_import_jobs
 
 # ----------------------------------------------------------------------------------- helpers
 
@@ -679,6 +679,7 @@ def test_the_same_import_on_sqlite(tmp_path):
                              "TESTING": True})
     with sqlite_app.app_context():
         migrate.upgrade(url)
+        listed(["gold"], ["west"])  # a partner's tier and region come from the brand's lists
         partner = accounts.create_partner(name="Lite", tier="gold", region="west")
         make_contact(partner, email="maria@example.com", first_name="Maria",
                      last_name="Garcia", consent=False, attributes={"tier": "a"})

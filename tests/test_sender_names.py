@@ -17,7 +17,7 @@ from accounts.models import Partner
 from campaigns.models import Campaign
 from core.db import db
 from core.validate import sender_name_problem
-from tests.builders import make_contact, make_journey, make_partner, make_user
+from tests.builders import listed, make_contact, make_journey, make_partner, make_user
 
 PASSWORD = "correct horse battery"
 MESSAGE = "must be a name, not an email address: it may not contain @, < or >"
@@ -83,6 +83,7 @@ def test_profile_names_a_campaign_is_sent_in_are_refused(app, make_api, field):
 
 
 def test_partner_account_name_is_refused(app, make_api):
+    listed(["gold"], ["north"])
     _, token = make_user("brand_admin")
     api = make_api(token)
     response = api.post("/api/partners", json={"name": SPOOFS[0], "tier": "gold",
