@@ -7,7 +7,6 @@ while the caller waits, like a test send (campaigns.testsend): one message to on
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
@@ -23,8 +22,8 @@ from core.db import db
 from core.errors import DeliveryFailed, TooLarge, ValidationError
 from core.i18n import _
 from core.validate import sender_name_problem
-from delivery.backends import get_backend
-from delivery.base import SENT, OutgoingMessage
+from delivery.backends import deliver_now
+from delivery.base import OutgoingMessage
 from delivery.mime import build_message, new_message_id
 from personalization.account_mail import AccountMail, render_account_mail
 
@@ -56,19 +55,7 @@ def _deliver(to: str, mail: AccountMail, kind: str, config: Mapping) -> str:
             list_unsubscribe_mailto="", send_id=0, extra_headers={ACCOUNT_HEADER: kind})
     except ValueError as exc:
         return str(exc)
-    settings = dict(config)
-    settings["SMTP_TIMEOUT"] = min(float(config.get("SMTP_TIMEOUT") or TIMEOUT_SECONDS),
-                                   TIMEOUT_SECONDS)
-    try:
-        backend = get_backend(settings)
-    except ValueError as exc:
-        return str(exc)
-    try:
-        result = backend.deliver([OutgoingMessage(0, brand_address, to, data)])[0]
-    finally:
-        with contextlib.suppress(Exception):  # closing a broken connection may fail
-            backend.close()
-    return "" if result.outcome == SENT else (result.error or result.outcome)
+    return deliver_now([OutgoingMessage(0, brand_address, to, data)], config, TIMEOUT_SECONDS)
 
 
 def _invitation_mail(invitation: Invitation, inviter: User | None, token: str,

@@ -20,7 +20,6 @@ mail server costs the request seconds, never minutes. Requests are counted in `t
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -37,8 +36,8 @@ from core import clock
 from core.db import db
 from core.errors import DeliveryFailed, RateLimited, ValidationError
 from core.i18n import _, ngettext
-from delivery.backends import get_backend
-from delivery.base import SENT, OutgoingMessage
+from delivery.backends import deliver_now
+from delivery.base import OutgoingMessage
 from delivery.mime import build_message, new_message_id
 from personalization.context import sample_contact
 
@@ -79,27 +78,6 @@ def _check_rate(campaign: Campaign) -> None:
         "You can send %(limit)s test messages of a campaign per hour. Try again in a minute.",
         "You can send %(limit)s test messages of a campaign per hour. Try again in "
         "%(num)s minutes.", minutes, limit=LIMIT_PER_HOUR))
-
-
-def _deliver(messages: list[OutgoingMessage], config: Mapping) -> str:
-    """Deliver in order over one connection, stopping at the first failure; return its error."""
-    settings = dict(config)
-    settings["SMTP_TIMEOUT"] = min(float(config.get("SMTP_TIMEOUT") or TIMEOUT_SECONDS),
-                                   TIMEOUT_SECONDS)
-    try:
-        # Its own backend, not the worker's kept one: a web process serves many threads.
-        backend = get_backend(settings)
-    except ValueError as exc:
-        return str(exc)
-    try:
-        for message in messages:
-            result = backend.deliver([message])[0]
-            if result.outcome != SENT:
-                return result.error or result.outcome
-    finally:
-        with contextlib.suppress(Exception):  # closing a broken connection may fail
-            backend.close()
-    return ""
 
 
 def send_test(campaign: Campaign, user: User, *, config: Mapping, step: Any = None,
@@ -150,7 +128,7 @@ def send_test(campaign: Campaign, user: User, *, config: Mapping, step: Any = No
                                   {"email": str(exc)}) from exc
         messages.append(OutgoingMessage(0, brand_address, user.email, data))
     db.session.commit()  # counted (and the campaign's lock released) before the server is asked
-    error = _deliver(messages, config)
+    error = deliver_now(messages, config, TIMEOUT_SECONDS)
     record.status, record.error = ("failed", error[:500]) if error else ("sent", "")
     db.session.commit()
     if error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from delivery.base import Backend
+from delivery.base import SENT, Backend, OutgoingMessage
 from delivery.outbox import OutboxBackend
 from delivery.ses import SesBackend
 from delivery.smtp import SmtpBackend
@@ -72,3 +72,29 @@ def drop_backend() -> None:
         except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone
             log.debug("closing the delivery backend failed", exc_info=True)
         _backend = None
+
+
+def deliver_now(messages: list[OutgoingMessage], config: Mapping, timeout: float) -> str:
+    """Deliver a few messages from a web request, in order over one new connection, stopping at
+    the first failure; return its error ("" when the server took them all).
+
+    A backend of its own (not the worker's kept one: a web process serves many threads), with
+    SMTP_TIMEOUT capped at `timeout` so a dead server cannot hold the page for long.
+    """
+    settings = dict(config)
+    settings["SMTP_TIMEOUT"] = min(float(config.get("SMTP_TIMEOUT") or timeout), timeout)
+    try:
+        backend = get_backend(settings)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        for message in messages:
+            result = backend.deliver([message])[0]
+            if result.outcome != SENT:
+                return result.error or result.outcome
+    finally:
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone
+            log.debug("closing a one-off delivery backend failed", exc_info=True)
+    return ""
